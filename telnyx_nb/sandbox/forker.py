@@ -1,0 +1,97 @@
+"""Media forking: the call's RTP, copied over UDP to the application (``fork_start``).
+
+``rx`` gets the media Telnyx receives from the call (the ``inbound`` track), ``tx`` the media
+it transmits (``outbound``). Plain RTP v2, payload type of the call's codec (0 PCMU, 8 PCMA,
+no transcoding), one packet per 20 ms; per direction a random SSRC, a random initial
+sequence number (+1 per packet, wrapping at 16 bits) and a random initial timestamp (+160
+per packet); the marker bit is set on the first packet. With the legacy ``target`` both
+directions go to one address, each packet behind a 24-byte STREP v1 header (leg A;
+direction 0 = rx, 1 = tx; the call's ``call_leg_id``). Packets are built by ``wire.rtp``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import uuid
+from typing import TYPE_CHECKING
+
+from telnyx_nb.wire import codecs, rtp
+
+if TYPE_CHECKING:
+    from telnyx_nb.sandbox.calls import Call
+
+__all__ = ["Fork", "DIRECTIONS"]
+
+#: fork direction -> (scenario track, STREP direction)
+DIRECTIONS = {"rx": ("inbound", "received"), "tx": ("outbound", "transmitted")}
+
+
+class _Direction:
+    __slots__ = ("name", "track", "address", "ssrc", "seq", "timestamp", "first", "strep")
+
+    def __init__(self, name: str, address: tuple[str, int], strep: rtp.StrepHeader | None) -> None:
+        self.name = name
+        self.track = DIRECTIONS[name][0]
+        self.address = address
+        self.ssrc = secrets.randbits(32)
+        self.seq = secrets.randbits(16)
+        self.timestamp = secrets.randbits(32)
+        self.first = True
+        self.strep = strep
+
+
+class Fork:
+    """One fork of one call; the media clock calls :meth:`emit` every 20 ms."""
+
+    def __init__(self, call: Call, transport: asyncio.DatagramTransport, addresses: dict[str, tuple[str, int]],
+                 *, strep: bool, stream_type: str | None) -> None:
+        self.call = call
+        self.transport = transport
+        self.stream_type = stream_type
+        self.codec = codecs.get_codec(call.codec)
+        leg = uuid.UUID(call.leg_id)
+        self.directions = [
+            _Direction(name, address, rtp.StrepHeader(leg, "A", DIRECTIONS[name][1]) if strep else None)
+            for name, address in addresses.items()
+        ]
+        self.live = True
+        self.packets_sent = 0
+
+    def stop(self) -> None:
+        """No new packets; delayed ones are in flight and still arrive."""
+        self.live = False
+
+    def emit(self, i: int, deadline: float) -> None:
+        if not self.live:
+            return
+        call = self.call
+        wall_ns = call.clock.wall_ns(deadline)
+        step = self.codec.frame_bytes() // self.codec.bytes_per_sample
+        source = call.frame_source(self.codec.name)
+        script, size = source
+        for d in self.directions:
+            payload = script[d.track][i * size:(i + 1) * size]
+            packet = rtp.RtpPacket(self.codec.rtp_payload_type, d.seq, d.timestamp, d.ssrc, payload, marker=d.first)
+            data = rtp.build_fork_packet(rtp.ForkPacket(packet, d.strep))
+            channel = call.channel("fork", d.name)
+            fate, delay = channel.next() if channel is not None else ("delivered", 0.0)
+            call.ground_truth.add_fork(d.name, d.seq, d.timestamp, d.ssrc, wall_ns, fate, delay, i, source, len(payload))
+            d.seq = (d.seq + 1) & 0xFFFF
+            d.timestamp = (d.timestamp + step) & 0xFFFFFFFF
+            d.first = False
+            if fate == "dropped":
+                continue
+            copies = 2 if fate == "duplicated" else 1
+            if delay > 0:
+                call.clock.call_at(deadline + delay, self._send, data, d.address, copies, deadline + delay)
+            else:
+                self._send(data, d.address, copies, deadline)
+
+    def _send(self, data: bytes, address: tuple[str, int], copies: int, due: float) -> None:
+        if self.transport.is_closing():
+            return
+        for _ in range(copies):
+            self.transport.sendto(data, address)
+        self.packets_sent += copies
+        self.call.clock.record_send(due)

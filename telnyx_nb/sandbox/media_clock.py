@@ -1,0 +1,129 @@
+"""The sandbox's one media clock: every call's frames are emitted from a single task.
+
+The task sleeps to absolute deadlines ``t0 + j·(20 ms / slots)`` on ``time.monotonic()``
+(never ``sleep(0.02)`` in a loop, which drifts), so pacing does not drift however long a call
+runs. Sleeps are rounded up to whole milliseconds: epoll and libuv (uvloop) timers have 1 ms
+granularity and uvloop's may fire up to 1 ms early, so rounding up means a frame is never
+sent before its deadline, at the cost of < 1 ms typical lateness. ``loop.time()`` is not
+used for pacing because uvloop's is a cached millisecond clock.
+Calls are spread over ``slots`` phases of the 20 ms period (each new call joins the least
+busy one): each call still gets one tick every 20 ms, but a wake-up serves only 1/slots of
+the calls, which keeps the send time of the last frame of a tick close to its deadline with
+hundreds of calls (``slots=1`` is the plain "everyone at once every 20 ms" clock; measured at
+200 two-track calls: p99 pacing error 4.3 ms with 5 slots, 2.5 ms with 20). When the loop falls behind, missed
+ticks are emitted late (catch-up) up to MAX_CATCH_UP_S; beyond that they are skipped and
+counted in ``skipped_ticks``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from array import array
+from collections.abc import Callable
+
+import numpy as np
+
+__all__ = ["MediaClock", "PERIOD_S", "MAX_CATCH_UP_S"]
+
+log = logging.getLogger(__name__)
+
+PERIOD_S = 0.020
+MAX_CATCH_UP_S = 1.0
+#: Pacing samples kept (one per frame/packet sent); beyond this, samples are not recorded.
+MAX_PACING_SAMPLES = 2_000_000
+
+Tick = Callable[[int, float], None]
+
+
+class MediaClock:
+    """Calls subscribe a ``tick(k, deadline)`` callback; k counts 20 ms periods."""
+
+    def __init__(self, slots: int = 20) -> None:
+        if not 1 <= slots <= 20:
+            raise ValueError(f"slots must be in 1..20, got {slots}")
+        self.slots = slots
+        self._subscribers: list[dict[int, Tick]] = [{} for _ in range(slots)]
+        self._task: asyncio.Task | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._t0 = 0.0
+        self._wall0_ns = 0
+        self.skipped_ticks = 0
+        self._lateness = array("d")
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._t0 = time.monotonic()
+        self._wall0_ns = time.time_ns()
+        self._task = loop.create_task(self._run(), name="telnyx_nb-sandbox-media-clock")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    now = staticmethod(time.monotonic)
+
+    def wall_ns(self, instant: float) -> int:
+        """Convert a clock instant (``time.monotonic()``) to unix nanoseconds."""
+        return self._wall0_ns + round((instant - self._t0) * 1e9)
+
+    def call_at(self, when: float, callback: Callable[..., None], *args: object) -> asyncio.TimerHandle:
+        """Run ``callback(*args)`` at clock instant ``when`` (for delayed, impaired sends)."""
+        return self._loop.call_later(max(0.0, when - time.monotonic()), callback, *args)
+
+    def subscribe(self, key: int, tick: Tick) -> None:
+        """Add a subscriber (``key`` unique, e.g. ``id(call)``) to the least busy slot."""
+        min(self._subscribers, key=len)[key] = tick
+
+    def unsubscribe(self, key: int) -> None:
+        for slot in self._subscribers:
+            slot.pop(key, None)
+
+    @property
+    def n_subscribers(self) -> int:
+        return sum(len(slot) for slot in self._subscribers)
+
+    def record_send(self, deadline: float) -> None:
+        """Record one frame's pacing error (send time minus its deadline)."""
+        if len(self._lateness) < MAX_PACING_SAMPLES:
+            self._lateness.append(time.monotonic() - deadline)
+
+    def pacing(self, reset: bool = False) -> dict[str, float]:
+        """Pacing error over recorded sends, in ms: n, p50, p90, p99, max; ticks skipped."""
+        samples = np.frombuffer(self._lateness, dtype=np.float64) * 1e3 if len(self._lateness) else np.zeros(0)
+        stats = {"n": int(samples.size), "skipped_ticks": self.skipped_ticks}
+        for name, q in (("p50_ms", 50), ("p90_ms", 90), ("p99_ms", 99)):
+            stats[name] = float(np.percentile(samples, q)) if samples.size else float("nan")
+        stats["max_ms"] = float(samples.max()) if samples.size else float("nan")
+        if reset:
+            self._lateness = array("d")
+            self.skipped_ticks = 0
+        return stats
+
+    async def _run(self) -> None:
+        step = PERIOD_S / self.slots
+        j = 0
+        while True:
+            j += 1
+            deadline = self._t0 + j * step
+            delay = deadline - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(math.ceil(delay * 1000) / 1000)
+            elif -delay > MAX_CATCH_UP_S:
+                skip = int(-delay / step)
+                self.skipped_ticks += skip
+                j += skip
+                continue
+            slot = self._subscribers[j % self.slots]
+            if slot:
+                k = j // self.slots
+                for key, tick in list(slot.items()):
+                    try:
+                        tick(k, deadline)
+                    except Exception:  # one broken call must not stop every other call's media
+                        log.exception("media tick failed; call removed from the media clock")
+                        slot.pop(key, None)

@@ -1,0 +1,82 @@
+"""Bidirectional playback queue: the application's audio and marks, played 20 ms at a time.
+
+Telnyx plays ``media`` sent by the application in order, echoes a ``mark`` once the audio
+queued before it has finished playing (at once when nothing is queued), and on ``clear``
+drops the queued audio and echoes every queued mark (reference §3.4). Sans-I/O: the stream
+pushes decoded samples, the media clock pops one frame per tick.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+
+__all__ = ["Playback", "MAX_QUEUED_S"]
+
+#: Queue limit; audio beyond it is refused (the stream answers 100005 rate_limit_reached).
+MAX_QUEUED_S = 120.0
+
+
+class Playback:
+    """FIFO of audio segments (int16 at the track rate) and mark names."""
+
+    __slots__ = ("_items", "_queued", "_frame", "_limit")
+
+    def __init__(self, rate: int, frame_samples: int) -> None:
+        self._items: deque[np.ndarray | str] = deque()
+        self._queued = 0
+        self._frame = frame_samples
+        self._limit = int(MAX_QUEUED_S * rate)
+
+    @property
+    def queued_samples(self) -> int:
+        return self._queued
+
+    def push_audio(self, samples: np.ndarray) -> bool:
+        """Queue audio; False (nothing queued) when it would exceed MAX_QUEUED_S."""
+        if self._queued + len(samples) > self._limit:
+            return False
+        if len(samples):
+            self._items.append(samples)
+            self._queued += len(samples)
+        return True
+
+    def push_mark(self, name: str) -> list[str]:
+        """Queue a mark; returns it at once (to echo) when no audio is queued before it."""
+        if not self._items:
+            return [name]
+        self._items.append(name)
+        return []
+
+    def clear(self) -> list[str]:
+        """Drop queued audio; return the queued marks in order (all to be echoed)."""
+        marks = [item for item in self._items if isinstance(item, str)]
+        self._items.clear()
+        self._queued = 0
+        return marks
+
+    def pop_frame(self) -> tuple[np.ndarray | None, list[str]]:
+        """Next frame of queued audio (zero-padded) or None, and the marks it completes."""
+        if not self._items:
+            return None, []
+        out = np.zeros(self._frame, dtype=np.int16)
+        filled = 0
+        marks: list[str] = []
+        items = self._items
+        while items:
+            head = items[0]
+            if isinstance(head, str):
+                marks.append(items.popleft())
+                continue
+            if filled == self._frame:
+                break
+            take = min(self._frame - filled, len(head))
+            out[filled:filled + take] = head[:take]
+            filled += take
+            self._queued -= take
+            if take == len(head):
+                items.popleft()
+            else:
+                items[0] = head[take:]
+        return (out if filled else None), marks

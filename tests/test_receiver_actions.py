@@ -1,0 +1,66 @@
+"""The six action helpers, through the real ``telnyx`` SDK, against a recording REST peer."""
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import telnyx
+
+import telnyx_nb as tnb
+
+
+@pytest.fixture
+def recorded():
+    requests = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers["content-length"] or 0))
+            requests.append((self.path, json.loads(body or b"{}")))
+            reply = b'{"data":{"result":"ok"}}'
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(reply)))
+            self.end_headers()
+            self.wfile.write(reply)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    client = telnyx.Telnyx(api_key="KEY_TEST", base_url=f"http://127.0.0.1:{server.server_port}/v2", max_retries=0)
+    yield client, requests
+    server.shutdown()
+
+
+def test_helpers_fill_from_the_receiver_and_pass_options_through(recorded):
+    client, requests = recorded
+    ccid = "v3:abc-123"
+    with tnb.Receiver(stream_auth_token="tok") as rx:
+        response = tnb.start_streaming(client, ccid, rx, stream_codec="PCMA", custom_parameters=[{"name": "a", "value": "b"}])
+        assert response.data.result == "ok"
+        tnb.start_forking(client, ccid, rx, client_state="c3RhdGU=")
+        tnb.start_transcription(client, ccid, rx, transcription_engine="Google", transcription_tracks="both")
+        tnb.stop_streaming(client, ccid, rx, stream_id="s-1")
+        tnb.stop_forking(client, ccid)
+        tnb.stop_transcription(client, ccid, command_id="mine")
+        tnb.start_streaming(client, ccid, rx, stream_url="wss://elsewhere.test/ws", stream_track="inbound_track")
+        paths = [path for path, _ in requests]
+        bodies = [body for _, body in requests]
+        assert paths == [f"/v2/calls/{ccid}/actions/{a}" for a in (
+            "streaming_start", "fork_start", "transcription_start", "streaming_stop", "fork_stop",
+            "transcription_stop", "streaming_start")]
+        command_ids = [body.pop("command_id") for body in bodies]
+        assert len(set(command_ids[:5])) == 5 and command_ids[5] == "mine"
+        assert bodies == [
+            {"stream_url": rx.stream_url, "stream_track": "both_tracks", "stream_auth_token": "tok",
+             "stream_codec": "PCMA", "custom_parameters": [{"name": "a", "value": "b"}]},
+            {"rx": rx.fork_rx, "tx": rx.fork_tx, "stream_type": "decrypted", "client_state": "c3RhdGU="},
+            {"transcription_engine": "Google", "transcription_tracks": "both"},
+            {"stream_id": "s-1"},
+            {"stream_type": "decrypted"},
+            {},
+            {"stream_url": "wss://elsewhere.test/ws", "stream_track": "inbound_track", "stream_auth_token": "tok"},
+        ]
