@@ -57,6 +57,7 @@ TARGETS = ("rx", "tx")
 _TRACK_CODE = {name: code for code, name in enumerate(TRACKS)}
 _FORK_TRACK = {"rx": "rx", "tx": "tx", "inbound": "rx", "outbound": "tx"}
 _JSON_COLUMNS = {"events": ["payload"], "streams": ["custom_parameters"]}
+_BOOL_COLUMNS = {"events": ["verified"], "transcripts": ["is_final"]}
 _TIME_COLUMNS = {
     "events": ["received_at", "occurred_at"],
     "transcripts": ["received_at", "occurred_at"],
@@ -372,12 +373,29 @@ class Store:
     def table(self, name: str) -> pd.DataFrame:
         """The internal view of one table (public columns plus ``_``-prefixed keys)."""
         with self.lock:
-            columns = getattr(self, name).copy() if name != "streams" else None
+            columns = getattr(self, name).copy() if name != "streams" else {}
             streams = [StreamInfo(**vars(s)) for s in self.streams]
             sources = list(self.sources)
-        return getattr(self, f"_build_{name}", self._build_plain)(name, columns, streams, sources)
+        if name == "frames":
+            return self._frames_view(columns, streams)
+        if name == "rtp":
+            return self._rtp_view(columns, sources)
+        if name == "streams":
+            return self._streams_view(streams)
+        df = self._plain_view(columns)
+        for col in _BOOL_COLUMNS.get(name, ()):
+            df[col] = df[col].astype(bool)
+        if name in ("dtmf", "marks"):
+            index = df.pop("stream").to_numpy(np.int64)
+            df.insert(1, "stream_id", _labels([s.stream_id for s in streams], index))
+            df.insert(2, "call_control_id", _labels([s.call_control_id for s in streams], index))
+        elif name == "stream_errors":
+            df.insert(2, "call_control_id", df["stream_id"].map({s.stream_id: s.call_control_id for s in streams}))
+            df["code"] = df["code"].astype("Int64").mask(df["code"] < 0)
+        return df
 
-    def _build_plain(self, name: str, c: dict, streams: list[StreamInfo], sources: list[RtpSource]) -> pd.DataFrame:
+    @staticmethod
+    def _plain_view(c: dict) -> pd.DataFrame:
         c = {key: np.asarray(value) if isinstance(value, array) else pd.Series(value, dtype=object)
              for key, value in c.items()}
         c["received_at"] = utc(c.pop("received_ns"))
@@ -387,84 +405,57 @@ class Store:
         first = ["received_at", "occurred_at"] if "occurred_at" in c else ["received_at"]
         return df[first + [col for col in df.columns if col not in first]]
 
-    def _build_events(self, name, c, streams, sources) -> pd.DataFrame:
-        df = self._build_plain(name, c, streams, sources)
-        df["verified"] = df["verified"].astype(bool)
-        return df
-
-    def _build_transcripts(self, name, c, streams, sources) -> pd.DataFrame:
-        df = self._build_plain(name, c, streams, sources)
-        df["is_final"] = df["is_final"].astype(bool)
-        return df
-
-    def _build_stream_errors(self, name, c, streams, sources) -> pd.DataFrame:
-        df = self._build_plain(name, c, streams, sources)
-        ccid = {s.stream_id: s.call_control_id for s in streams}
-        df.insert(2, "call_control_id", df["stream_id"].map(ccid))
-        df["code"] = df["code"].astype("Int64").mask(df["code"] < 0)
-        return df
-
-    @staticmethod
-    def _by_stream(streams: list[StreamInfo], index: np.ndarray, attribute: str) -> np.ndarray:
-        values = np.array([getattr(s, attribute) for s in streams] + [None], dtype=object)
-        return values[index] if len(streams) else np.array([None] * len(index), dtype=object)
-
-    def _build_frames(self, name, c, streams, sources) -> pd.DataFrame:
+    def _frames_view(self, c: dict, streams: list[StreamInfo]) -> pd.DataFrame:
         stream = np.frombuffer(c["stream"], dtype=np.int32).astype(np.int64)
         track = np.frombuffer(c["track"], dtype=np.int8)
-        df = pd.DataFrame({
+        return pd.DataFrame({
             "received_at": utc(c["received_ns"]),
-            "stream_id": self._by_stream(streams, stream, "stream_id"),
-            "call_control_id": self._by_stream(streams, stream, "call_control_id"),
-            "track": np.array(TRACKS, dtype=object)[track],
+            "stream_id": _labels([s.stream_id for s in streams], stream),
+            "call_control_id": _labels([s.call_control_id for s in streams], stream),
+            "track": pd.Categorical.from_codes(track, TRACKS),
             "sequence_number": np.frombuffer(c["sequence_number"], dtype=np.int64),
             "chunk": np.frombuffer(c["chunk"], dtype=np.int64),
             "timestamp": np.frombuffer(c["timestamp"], dtype=np.int64),
-            "encoding": self._by_stream(streams, stream, "encoding"),
-            "sample_rate": pd.array(self._by_stream(streams, stream, "sample_rate"), dtype="Int64"),
+            "encoding": _labels([s.encoding for s in streams], stream),
+            "sample_rate": _ints([s.sample_rate for s in streams], stream),
             "n_bytes": np.frombuffer(c["n_bytes"], dtype=np.int32).astype(np.int64),
             "_key": 2 * stream + track,
             "_offset": np.frombuffer(c["offset"], dtype=np.int64),
         })
-        return df
 
-    def _build_rtp(self, name, c, streams, sources) -> pd.DataFrame:
+    def _rtp_view(self, c: dict, sources: list[RtpSource]) -> pd.DataFrame:
         source = np.frombuffer(c["source"], dtype=np.int32).astype(np.int64)
         pt = np.frombuffer(c["payload_type"], dtype=np.int8).astype(np.int64)
+        encodings = [self.payload_types.get(p) for p in range(128)]
         legs = pd.Series(c["leg"], dtype=object)
-
-        def by_source(attribute: str) -> np.ndarray:
-            return np.array([getattr(s, attribute) for s in sources] + [None], dtype=object)[source]
-
-        encoding = pd.Series(pt).map(self.payload_types)
-        df = pd.DataFrame({
+        ccid: pd.Categorical | np.ndarray = _labels([s.call_control_id for s in sources], source)
+        if legs.notna().any():      # STREP: the call comes from the webhooks' call_leg_id
+            by_leg = legs.map(self._leg_calls()).astype(object)
+            ccid = pd.Categorical(np.where(legs.notna(), by_leg.where(by_leg.notna(), None), np.asarray(ccid, dtype=object)))
+        return pd.DataFrame({
             "received_at": utc(c["received_ns"]),
-            "target": by_source("target"),
-            "ssrc": by_source("ssrc").astype(np.int64),
+            "target": _labels([s.target for s in sources], source),
+            "ssrc": np.array([s.ssrc for s in sources], dtype=np.int64)[source],
             "seq": np.frombuffer(c["seq"], dtype=np.int32).astype(np.int64),
             "rtp_timestamp": np.frombuffer(c["rtp_timestamp"], dtype=np.int64),
             "payload_type": pt,
             "marker": np.frombuffer(c["marker"], dtype=np.int8).astype(bool),
             "n_bytes": np.frombuffer(c["n_bytes"], dtype=np.int32).astype(np.int64),
-            "call_leg_id": legs.to_numpy(),
-            "call_control_id": by_source("call_control_id"),
-            "encoding": encoding.to_numpy(dtype=object),
-            "clock_rate": pd.array(encoding.map(_clock_rate), dtype="Int64"),
+            "call_leg_id": pd.Categorical(legs),
+            "call_control_id": ccid,
+            "encoding": _labels(encodings, pt),
+            "clock_rate": _ints([_clock_rate(e) for e in encodings], pt),
             "_key": source,
             "_offset": np.frombuffer(c["offset"], dtype=np.int64),
         })
-        if legs.notna().any():
-            mapped = legs.map(self._leg_calls())
-            mapped = mapped.astype(object).where(mapped.notna(), None).to_numpy()
-            df["call_control_id"] = np.where(legs.notna().to_numpy(), mapped, df["call_control_id"].to_numpy())
-        return df
 
     def _leg_calls(self) -> dict[str, str]:
         with self.lock:
             pairs = zip(self.events.columns["call_leg_id"][:], self.events.columns["call_control_id"][:])
             return {leg: ccid for leg, ccid in pairs if leg and ccid}
 
-    def _build_streams(self, name, c, streams, sources) -> pd.DataFrame:
+    @staticmethod
+    def _streams_view(streams: list[StreamInfo]) -> pd.DataFrame:
         def col(attribute: str) -> list:
             return [getattr(s, attribute) for s in streams]
 
@@ -483,25 +474,30 @@ class Store:
             "authenticated": pd.Series(col("authenticated"), dtype=bool),
             "call_session_id": pd.Series(col("call_session_id"), dtype=object),
             "client_state": pd.Series(col("client_state"), dtype=object),
-            "_index": pd.Series(col("index"), dtype=np.int64),
         })
 
-    def _build_dtmf(self, name, c, streams, sources) -> pd.DataFrame:
-        return self._with_stream(self._build_plain(name, c, streams, sources), streams)
 
-    def _build_marks(self, name, c, streams, sources) -> pd.DataFrame:
-        return self._with_stream(self._build_plain(name, c, streams, sources), streams)
-
-    def _with_stream(self, df: pd.DataFrame, streams: list[StreamInfo]) -> pd.DataFrame:
-        index = df.pop("stream").to_numpy(np.int64)
-        df.insert(1, "stream_id", self._by_stream(streams, index, "stream_id"))
-        df.insert(2, "call_control_id", self._by_stream(streams, index, "call_control_id"))
-        return df
+def _labels(values: list[str | None], index: np.ndarray) -> pd.Categorical:
+    """``values[index]`` as a Categorical (None = missing), without a Python string per row."""
+    table = pd.Categorical(pd.Series(values, dtype=object))
+    return pd.Categorical.from_codes(table.codes[index], table.categories)
 
 
-def _clock_rate(encoding: str | float) -> int | None:
+def _ints(values: list[int | None], index: np.ndarray) -> pd.arrays.IntegerArray:
+    """``values[index]`` as nullable Int64 (None = missing)."""
+    raw = np.array([-1 if v is None else v for v in values], dtype=np.int64)[index]
+    return pd.arrays.IntegerArray(raw, raw < 0)
+
+
+def _plain(column: pd.Series) -> pd.Series:
+    """A Categorical label column as plain strings, the dtype the public tables use."""
+    values = np.append(np.asarray(column.cat.categories, dtype=object), None)
+    return pd.Series(values[column.cat.codes.to_numpy()], index=column.index)
+
+
+def _clock_rate(encoding: str | None) -> int | None:
     try:
-        return codecs.get_codec(encoding).sample_rate if isinstance(encoding, str) else None
+        return codecs.get_codec(encoding).sample_rate if encoding is not None else None
     except codecs.UnsupportedCodecError:
         return None
 
@@ -545,8 +541,17 @@ class Session:
         raise NotImplementedError
 
     def _public(self, name: str) -> pd.DataFrame:
+        """The table without its internal ``_`` columns; label columns as plain strings.
+
+        Internally the big tables keep labels (stream id, track, ...) as Categoricals, so
+        ``audio()`` and ``quality()`` never build a string per row.
+        """
         df = self._table(name)
-        return df[[col for col in df.columns if not col.startswith("_")]]
+        df = df[[col for col in df.columns if not col.startswith("_")]]
+        for col in df.columns:
+            if isinstance(df[col].dtype, pd.CategoricalDtype):
+                df[col] = _plain(df[col])
+        return df
 
     @property
     def events(self) -> pd.DataFrame:

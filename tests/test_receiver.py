@@ -513,3 +513,35 @@ def test_save_and_load_round_trip(rx, tmp_path):
     np.testing.assert_array_equal(s.audio(CCID, "rx", source="fork").samples, rx.audio(CCID, "rx", source="fork").samples)
     pd.testing.assert_frame_equal(s.quality(), rx.quality(), check_dtype=False)
     assert len(s.audio(CCID)) == 1600
+
+
+def test_garbage_never_crashes_and_is_all_accounted_for(rx):
+    """Seeded random text, binary and datagrams: every message is either stored or recorded."""
+    rng = np.random.default_rng(5)
+    valid = media_frame("fuzz", 2, "inbound", 1, bytes(160))
+    messages = [start_frame("fuzz")]
+    for n in range(60):
+        raw = rng.bytes(int(rng.integers(0, 300)))
+        kind = n % 3
+        if kind == 0:
+            messages.append(raw)                                              # binary
+        elif kind == 1:
+            messages.append(raw.decode("latin-1"))                            # text, not JSON
+        else:
+            cut = int(rng.integers(0, len(valid)))
+            messages.append(valid[:cut] + raw.decode("latin-1")[:10] + valid[cut:])   # damaged frame
+    messages.append(media_frame("fuzz", 3, "inbound", 2, bytes(160)))
+    asyncio.run(ws_send(rx.stream_url, messages))
+    datagrams = [rng.bytes(int(rng.integers(0, 200))) for _ in range(50)]
+    udp_send(rx.fork_rx, datagrams)
+    wait_until(lambda: rx.health()["ws_messages"] == len(messages) and rx.health()["udp_packets"] == 50)
+    health = rx.health()
+    assert len(rx.frames) + health["stream_errors"] == len(messages) - 1     # the start frame aside
+    assert len(rx.rtp) + len(rx.rtp_errors) == 50 and health["udp_errors"] == len(rx.rtp_errors)
+    assert rx.frames["chunk"].tolist()[-1] == 2                                # the stream went on
+
+
+def test_webhook_too_large_is_413_and_recorded():
+    with tnb.Receiver(max_webhook_size=1000) as rx:
+        assert post(rx.webhook_url, b"{" + b" " * 2000 + b"}") == 413
+        assert rx.webhook_errors["reason"].tolist() == ["too_large"] and rx.events.empty

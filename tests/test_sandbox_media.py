@@ -81,6 +81,8 @@ def test_stream_frames_order_counters_payloads_and_signed_webhooks(sb, client, p
         rows = stream_rows(truth, track)
         assert list(rows["chunk"]) == chunks and list(rows["fate"].unique()) == ["delivered"]
         assert list(rows["payload"]) == payloads  # bit-exact
+        assert len(media) == tone.n_frames - rows["frame"].iloc[0]  # one frame per 20 ms until the far end hung up
+        assert (rows["sent_at"].diff().dropna().dt.total_seconds().sub(0.020).abs() < 1e-8).all()  # absolute deadlines
         assert b"".join(payloads) == tone.encoded("PCMU")[track][(50 - len(media)) * 160:]  # the script's tail
     assert str(truth["sent_at"].dtype) == "datetime64[ns, UTC]" and str(truth["chunk"].dtype) == "Int64"
     types = peer.types(ccid)

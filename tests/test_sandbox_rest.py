@@ -111,6 +111,17 @@ def test_every_action_async(sb, peer):
     peer.wait_event(ccid, "call.hangup")
 
 
+def test_far_end_hangs_up_on_demand(sb, client, peer):
+    ccid = dial(sb, client, peer)
+    assert sb.call_state(ccid) == "answered"
+    sb.hangup(ccid)
+    hangup = peer.wait_event(ccid, "call.hangup")[0].payload
+    assert (hangup["hangup_cause"], hangup["hangup_source"]) == ("normal_clearing", "callee")
+    assert sb.call_state(ccid) == "ended"
+    with pytest.raises(KeyError):
+        sb.hangup("v3:nope")
+
+
 def test_incoming_call_answered_through_the_sdk(sb, client, peer):
     ccid = sb.incoming_call(to="+15550111", from_="+15550122", webhook_url=peer.webhook_url)
     initiated = peer.wait_event(ccid, "call.initiated")[0].payload

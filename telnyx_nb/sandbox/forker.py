@@ -56,7 +56,6 @@ class Fork:
             for name, address in addresses.items()
         ]
         self.live = True
-        self.packets_sent = 0
 
     def stop(self) -> None:
         """No new packets; delayed ones are in flight and still arrive."""
@@ -93,5 +92,4 @@ class Fork:
             return
         for _ in range(copies):
             self.transport.sendto(data, address)
-        self.packets_sent += copies
         self.call.clock.record_send(due)

@@ -57,9 +57,6 @@ class GroundTruth:
             self._values.append(value)
         return index
 
-    def __len__(self) -> int:
-        return len(self._path)
-
     def _add(self, path: int, track: str, sent_at_ns: int, fate: str, delay_s: float, n_bytes: int,
              stream_id: str | None, source: Source, ints: tuple[int, ...]) -> None:
         self._path.append(path)

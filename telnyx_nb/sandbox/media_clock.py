@@ -65,8 +65,6 @@ class MediaClock:
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
 
-    now = staticmethod(time.monotonic)
-
     def wall_ns(self, instant: float) -> int:
         """Convert a clock instant (``time.monotonic()``) to unix nanoseconds."""
         return self._wall0_ns + round((instant - self._t0) * 1e9)
@@ -82,10 +80,6 @@ class MediaClock:
     def unsubscribe(self, key: int) -> None:
         for slot in self._subscribers:
             slot.pop(key, None)
-
-    @property
-    def n_subscribers(self) -> int:
-        return sum(len(slot) for slot in self._subscribers)
 
     def record_send(self, deadline: float) -> None:
         """Record one frame's pacing error (send time minus its deadline)."""
