@@ -8,7 +8,7 @@ import itertools
 import pytest
 
 from telnyx_nb.sandbox import GilbertElliott, Impairment, Sandbox, Scenario
-from test_sandbox_peer import Peer, parse_rtp
+from sandbox_peer import Peer, parse_rtp
 
 _numbers = (f"+1555030{i:04d}" for i in itertools.count())
 

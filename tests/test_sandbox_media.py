@@ -12,7 +12,7 @@ import pytest
 
 from telnyx_nb.sandbox import Sandbox, Scenario
 from telnyx_nb.wire import codecs, webhooks
-from test_sandbox_peer import Peer, parse_rtp
+from sandbox_peer import Peer, parse_rtp
 
 _numbers = (f"+1555020{i:04d}" for i in itertools.count())
 

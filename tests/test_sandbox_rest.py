@@ -9,7 +9,7 @@ import pytest
 import telnyx
 
 from telnyx_nb.sandbox import Sandbox, Scenario
-from test_sandbox_peer import Peer
+from sandbox_peer import Peer
 
 ACTIONS = ["start_streaming", "stop_streaming", "start_forking", "stop_forking", "start_transcription",
            "stop_transcription"]
