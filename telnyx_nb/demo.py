@@ -42,7 +42,7 @@ def _hung_up(rx: tnb.Receiver, ccids: list[str]) -> bool:
     return set(ccids) <= set(done)
 
 
-def _progress(rx: tnb.Receiver, started: float, out: TextIO) -> str:
+def _progress(rx: tnb.Receiver, started: float) -> str:
     health = rx.health()
     return (
         f"  {time.monotonic() - started:5.1f} s  events {len(rx.events):4d}  frames {len(rx.frames):5d}"
@@ -89,12 +89,12 @@ def run(out: TextIO = sys.stdout, session_dir: str | Path | None = None) -> Path
                 raise TimeoutError("the scenario did not end within 120 s")
             now = time.monotonic()
             if interactive:
-                print("\r" + _progress(rx, started, out), end="", file=out, flush=True)
+                print("\r" + _progress(rx, started), end="", file=out, flush=True)
             elif now - last_line >= 5:
-                print(_progress(rx, started, out), file=out, flush=True)
+                print(_progress(rx, started), file=out, flush=True)
                 last_line = now
             time.sleep(0.25)
-        print(("\n" if interactive else "") + _progress(rx, started, out), file=out)
+        print(("\n" if interactive else "") + _progress(rx, started), file=out)
         time.sleep(0.3)  # let the final webhooks of the hang-up arrive
 
         _show("events", rx.events, out, ["received_at", "event_type", "call_control_id", "verified"])

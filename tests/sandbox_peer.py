@@ -9,6 +9,7 @@ against itself. Its own plumbing is checked in test_sandbox_peer.py.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import socket
 import struct
@@ -211,3 +212,17 @@ def parse_rtp(data: bytes) -> dict[str, Any]:
     return {"strep": strep, "version": b0 >> 6, "pt": b1 & 0x7F, "marker": b1 >> 7, "seq": seq, "ts": ts,
             "ssrc": ssrc, "payload": data[12 + 4 * (b0 & 0x0F):]}
 
+
+
+_numbers = (f"+1555{n:07d}" for n in itertools.count(200))
+
+
+def dial(sb: Any, client: Any, peer: Peer, scenario: Any = None, codec: str = "PCMU", **kwargs: Any) -> str:
+    """Dial a sandbox call whose webhooks go to the peer (routed to ``scenario`` when given); wait for the answer."""
+    to = next(_numbers)
+    if scenario is not None:
+        sb.route(to, scenario, codec=codec)
+    call = client.calls.dial(connection_id=sb.connection_id, to=to, from_="+15550199", webhook_url=peer.webhook_url, **kwargs)
+    ccid = call.data.call_control_id
+    peer.wait_event(ccid, "call.answered")
+    return ccid

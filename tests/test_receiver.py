@@ -208,7 +208,7 @@ def test_message_over_the_hard_limit_ends_the_stream_and_keeps_data(rx):
     sid = "stream-huge"
     messages = [start_frame(sid), media_frame(sid, 2, "inbound", 1, bytes(160)), "x" * (16 * 4096 + 1)]
     asyncio.run(ws_send(rx.stream_url, messages))
-    wait_until(lambda: rx.streams["ended_at"].notna().all())
+    wait_until(lambda: len(rx.streams) > 0 and rx.streams["ended_at"].notna().all())
     assert rx.streams.loc[0, "end_reason"] == "message_too_big"
     assert rx.stream_errors["reason"].tolist() == ["message_too_big"]
     assert len(rx.frames) == 1
@@ -218,7 +218,7 @@ def test_peer_vanishing_mid_stream_keeps_data(rx):
     sid = "stream-vanish"
     messages = [start_frame(sid)] + [media_frame(sid, k + 2, "inbound", k + 1, bytes(160)) for k in range(5)]
     asyncio.run(ws_send(rx.stream_url, messages, vanish=True))
-    wait_until(lambda: rx.streams["ended_at"].notna().all())
+    wait_until(lambda: len(rx.streams) > 0 and rx.streams["ended_at"].notna().all())
     streams = rx.streams
     assert streams.loc[0, "end_reason"] == "closed" and pd.isna(streams.loc[0, "stopped_at"])
     assert len(rx.frames) == 5 and len(rx.audio(CCID)) == 800

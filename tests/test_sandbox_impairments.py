@@ -7,36 +7,9 @@ import itertools
 
 import pytest
 
-from telnyx_nb.sandbox import GilbertElliott, Impairment, Sandbox, Scenario
-from sandbox_peer import Peer, parse_rtp
+from telnyx_nb.sandbox import GilbertElliott, Impairment, Scenario
+from sandbox_peer import dial, parse_rtp
 
-_numbers = (f"+1555030{i:04d}" for i in itertools.count())
-
-
-@pytest.fixture(scope="module")
-def peer():
-    with Peer() as p:
-        yield p
-
-
-@pytest.fixture(scope="module")
-def sb(peer):
-    with Sandbox(ring_s=0.05, scenario=Scenario.silence(20.0), webhook_backoff_s=0.05) as s:
-        yield s
-
-
-@pytest.fixture(scope="module")
-def client(sb):
-    return sb.client()
-
-
-def dial(sb, client, peer, scenario, **kwargs) -> str:
-    to = next(_numbers)
-    sb.route(to, scenario)
-    ccid = client.calls.dial(connection_id=sb.connection_id, to=to, from_="+15550199", webhook_url=peer.webhook_url,
-                             **kwargs).data.call_control_id
-    peer.wait_event(ccid, "call.answered")
-    return ccid
 
 
 def test_stream_loss_matches_ground_truth_exactly(sb, client, peer):

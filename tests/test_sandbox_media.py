@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import itertools
 import json
 import uuid
 
@@ -12,35 +11,8 @@ import pytest
 
 from telnyx_nb.sandbox import Sandbox, Scenario
 from telnyx_nb.wire import codecs, webhooks
-from sandbox_peer import Peer, parse_rtp
+from sandbox_peer import dial, parse_rtp
 
-_numbers = (f"+1555020{i:04d}" for i in itertools.count())
-
-
-@pytest.fixture(scope="module")
-def peer():
-    with Peer() as p:
-        yield p
-
-
-@pytest.fixture(scope="module")
-def sb(peer):
-    with Sandbox(ring_s=0.05, scenario=Scenario.silence(20.0), webhook_backoff_s=0.05) as s:
-        yield s
-
-
-@pytest.fixture(scope="module")
-def client(sb):
-    return sb.client()
-
-
-def dial(sb, client, peer, scenario: Scenario, codec: str = "PCMU", **kwargs) -> str:
-    to = next(_numbers)
-    sb.route(to, scenario, codec=codec)
-    call = client.calls.dial(connection_id=sb.connection_id, to=to, from_="+15550199", webhook_url=peer.webhook_url, **kwargs)
-    ccid = call.data.call_control_id
-    peer.wait_event(ccid, "call.answered")
-    return ccid
 
 
 def stream_rows(truth, track=None):

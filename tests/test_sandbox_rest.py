@@ -8,36 +8,10 @@ import httpx
 import pytest
 import telnyx
 
-from telnyx_nb.sandbox import Sandbox, Scenario
-from sandbox_peer import Peer
+from sandbox_peer import dial
 
 ACTIONS = ["start_streaming", "stop_streaming", "start_forking", "stop_forking", "start_transcription",
            "stop_transcription"]
-
-
-@pytest.fixture(scope="module")
-def peer():
-    with Peer() as p:
-        yield p
-
-
-@pytest.fixture(scope="module")
-def sb(peer):  # depends on peer so that the peer outlives it
-    with Sandbox(ring_s=0.05, scenario=Scenario.silence(30.0), webhook_backoff_s=0.05) as s:
-        yield s
-
-
-@pytest.fixture
-def client(sb):
-    return sb.client()
-
-
-def dial(sb, client, peer, **kwargs) -> str:
-    call = client.calls.dial(connection_id=sb.connection_id, to="+15550100", from_="+15550199",
-                             webhook_url=peer.webhook_url, **kwargs)
-    ccid = call.data.call_control_id
-    peer.wait_event(ccid, "call.answered")
-    return ccid
 
 
 def action_kwargs(peer, action: str) -> dict:

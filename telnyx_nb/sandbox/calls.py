@@ -232,8 +232,9 @@ class Call:
 class CallControl:
     """All calls of one sandbox, and the commands of the Call Control API."""
 
-    def __init__(self, *, connection_id: str, clock: MediaClock, sender: WebhookSender, ring_s: float,
+    def __init__(self, *, host: str, connection_id: str, clock: MediaClock, sender: WebhookSender, ring_s: float,
                  default_route: Route, default_webhook_url: str | None) -> None:
+        self.host = host  # the fork's sending socket binds here too, like every other sandbox socket
         self.connection_id = connection_id
         self.user_id = str(uuid.uuid4())
         self.clock = clock
@@ -254,7 +255,7 @@ class CallControl:
             connector=aiohttp.TCPConnector(limit=0, force_close=True),
         )
         self.udp, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol, family=socket.AF_INET,
-                                                          local_addr=("0.0.0.0", 0))
+                                                          local_addr=(self.host, 0))
         self.udp.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 * 1024 * 1024)
 
     async def close(self) -> None:

@@ -111,7 +111,7 @@ class Sandbox:
         self._clock = MediaClock(self._clock_slots)
         self._sender = WebhookSender(self._signer, **self._sender_options)
         await self._sender.start()
-        self._control = CallControl(connection_id=self.connection_id, clock=self._clock, sender=self._sender,
+        self._control = CallControl(host=self.host, connection_id=self.connection_id, clock=self._clock, sender=self._sender,
                                     ring_s=self._ring_s, default_route=self._default_route,
                                     default_webhook_url=self._webhook_url)
         await self._control.start()

@@ -173,7 +173,7 @@ def verify(
     """
     signature_b64 = _header(headers, SIGNATURE_HEADER)
     timestamp = _header(headers, TIMESTAMP_HEADER).strip()
-    if not timestamp.isdigit():
+    if not (timestamp.isascii() and timestamp.isdigit()):
         raise SignatureVerificationError("bad_timestamp", f"{TIMESTAMP_HEADER} {timestamp!r} is not unix seconds")
     skew = int(timestamp) - (time.time() if now is None else now)
     if skew < -tolerance:
@@ -182,7 +182,7 @@ def verify(
         raise SignatureVerificationError("future", f"timestamp is {skew:.0f} s ahead (limit {tolerance} s)")
     try:
         signature = base64.b64decode(signature_b64, validate=True)
-    except binascii.Error:
+    except ValueError:  # binascii.Error, or non-ASCII text
         raise SignatureVerificationError("bad_base64", f"{SIGNATURE_HEADER} is not valid base64") from None
     try:
         load_public_key(public_key).verify(signature, timestamp.encode("ascii") + b"|" + bytes(body))
