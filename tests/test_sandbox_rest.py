@@ -60,14 +60,20 @@ def test_every_action_sync(sb, client, peer):
     client.calls.actions.hangup(ccid)
 
 
+async def adial(aclient, sb, peer) -> str:
+    """The async twin of sandbox_peer.dial: dial with the AsyncTelnyx client and wait for the answer."""
+    call = await aclient.calls.dial(connection_id=sb.connection_id, to="+15550100", from_="+15550199",
+                                    webhook_url=peer.webhook_url)
+    ccid = call.data.call_control_id
+    while "call.answered" not in peer.types(ccid):
+        await asyncio.sleep(0.02)
+    return ccid
+
+
 def test_every_action_async(sb, peer):
     async def run() -> str:
         aclient = sb.aclient()
-        call = await aclient.calls.dial(connection_id=sb.connection_id, to="+15550100", from_="+15550199",
-                                        webhook_url=peer.webhook_url)
-        ccid = call.data.call_control_id
-        while "call.answered" not in peer.types(ccid):
-            await asyncio.sleep(0.02)
+        ccid = await adial(aclient, sb, peer)
         for action in ACTIONS:
             response = await getattr(aclient.calls.actions, action)(ccid, command_id=f"a-{action}",
                                                                     **action_kwargs(peer, action))
@@ -222,11 +228,7 @@ def test_command_id_is_honoured_once_per_call(sb, client, peer):
 def test_command_id_async(sb, peer):
     async def run() -> str:
         aclient = sb.aclient()
-        call = await aclient.calls.dial(connection_id=sb.connection_id, to="+15550100", from_="+15550199",
-                                        webhook_url=peer.webhook_url)
-        ccid = call.data.call_control_id
-        while "call.answered" not in peer.types(ccid):
-            await asyncio.sleep(0.02)
+        ccid = await adial(aclient, sb, peer)
         for _ in range(2):
             await aclient.calls.actions.start_forking(ccid, rx=peer.udp_target("rx"), tx=peer.udp_target("tx"),
                                                       command_id="fork-once")
