@@ -176,6 +176,34 @@ def test_call_state_errors(sb, client, peer):
         assert error_of(err)["code"] == "90018", action
 
 
+def test_every_error_code_async(sb, peer):
+    """401, 10032, 90015, 90034, 90031, 90054 and 90018 through telnyx.AsyncTelnyx."""
+    async def code_of(call) -> tuple[int, str]:
+        with pytest.raises(telnyx.APIStatusError) as err:
+            await call
+        return err.value.status_code, error_of(err)["code"]
+
+    async def run() -> list[tuple[int, str]]:
+        aclient = sb.aclient()
+        bad = telnyx.AsyncTelnyx(base_url=sb.base_url, api_key="wrong", max_retries=0)
+        codes = [await code_of(bad.calls.actions.stop_streaming("v3:x")),
+                 await code_of(aclient.calls.actions.start_streaming("v3:x", stream_url=peer.stream_url, stream_track="bogus")),
+                 await code_of(aclient.calls.actions.stop_transcription("v3:doesnotexist"))]
+        ringing = sb.incoming_call(webhook_url=peer.webhook_url)
+        codes.append(await code_of(aclient.calls.actions.start_forking(ringing, rx=peer.udp_target("rx"), tx=peer.udp_target("tx"))))
+        ccid = await adial(aclient, sb, peer)
+        codes.append(await code_of(aclient.calls.actions.stop_forking(ccid)))
+        await aclient.calls.actions.start_transcription(ccid)
+        codes.append(await code_of(aclient.calls.actions.start_transcription(ccid)))
+        await aclient.calls.actions.hangup(ccid)
+        codes.append(await code_of(aclient.calls.actions.stop_streaming(ccid)))
+        await aclient.calls.actions.hangup(ringing)
+        return codes
+
+    assert asyncio.run(run()) == [(401, "10009"), (422, "10032"), (422, "90015"), (422, "90034"),
+                                  (422, "90031"), (422, "90054"), (422, "90018")]
+
+
 def test_bad_requests_get_telnyx_error_bodies(sb, client, peer):
     headers = {"Authorization": f"Bearer {sb.api_key}", "Content-Type": "application/json"}
     ccid = dial(sb, client, peer)
