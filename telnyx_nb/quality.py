@@ -33,45 +33,51 @@ COLUMNS = [
 ]
 
 
-def extend_sequence(seq: np.ndarray) -> np.ndarray:
-    """RFC 3550 A.1 extended sequence numbers for 16-bit ``seq`` in arrival order.
+def extend_sequence(seq: np.ndarray, modulus: int | None = SEQ_MOD) -> np.ndarray:
+    """RFC 3550 A.1 extended sequence numbers for ``seq`` in arrival order.
 
-    Wraps add 65536. A jump beyond MAX_DROPOUT/MAX_MISORDER confirmed by the next packet
-    (``seq + 1``) is a restart: the new run continues right after the highest number seen, so
-    ``expected`` does not count the jump as loss, and the confirming packet's predecessor is
-    kept (A.1 itself would drop it). An unconfirmed jump is a stray and gets -1 ("discarded").
+    ``modulus`` is 65536 for RTP sequence numbers, None for counters that never wrap
+    (media-stream chunks). A step of less than MAX_DROPOUT ahead or MAX_MISORDER back
+    continues the run, across wraps. A larger jump confirmed by the next packet (``seq + 1``)
+    is a restart: the new run continues right after the highest number seen, so ``expected``
+    does not count the jump as loss and audio() does not fill it with silence, and the
+    confirmed packet is kept (A.1 itself would drop it). An unconfirmed jump is a stray and
+    gets -1 ("discarded"), so one wild number cannot make a track span 10**12 frames.
+    Numbers start at the first packet's; if a late packet would fall below 0 (sent before a
+    wrap that preceded the first arrival), all are shifted up so that the lowest is 0.
     """
     seq = np.asarray(seq, dtype=np.int64)
-    out = np.full(len(seq), -1, dtype=np.int64)
+    out = np.zeros(len(seq), dtype=np.int64)
+    kept = np.zeros(len(seq), dtype=bool)
     if not len(seq):
         return out
-    base = 0                    # ext = base + 16-bit number, within the current run
-    max_seq = int(seq[0])
-    top = max_seq               # highest extended number over all runs
-    bad_seq, bad_index = -1, -1
-    out[0] = max_seq
+    half = (modulus or 0) // 2
+    last = int(seq[0])          # highest raw number of the current run
+    ext_last = top = last       # its extended number; the highest extended number of all runs
+    bad_next, bad_index = None, -1
+    out[0], kept[0] = last, True
     for i in range(1, len(seq)):
         s = int(seq[i])
-        udelta = (s - max_seq) & 0xFFFF
-        if udelta < MAX_DROPOUT:
-            if s < max_seq:
-                base += SEQ_MOD
-            max_seq = s
-            ext = base + s
-        elif udelta <= SEQ_MOD - MAX_MISORDER:
-            if s == bad_seq:    # confirmed restart: re-base after everything seen so far
-                base = top + 2 - s
-                max_seq = s
-                out[bad_index] = top + 1
-                ext = base + s
-            else:
-                bad_seq, bad_index = (s + 1) & 0xFFFF, i
-                continue
-        else:                   # late or duplicate packet, behind max_seq
-            ext = base + max_seq - ((max_seq - s) & 0xFFFF)
-        out[i] = ext
-        if ext > top:
-            top = ext
+        delta = s - last
+        if modulus:
+            delta = (delta + half) % modulus - half
+        if -MAX_MISORDER < delta < MAX_DROPOUT:
+            ext = ext_last + delta
+            if delta > 0:
+                last, ext_last = s, ext
+        elif s == bad_next:     # confirmed restart: continue after everything seen so far
+            out[bad_index], kept[bad_index] = top + 1, True
+            ext = top + 2
+            last, ext_last = s, ext
+        else:
+            bad_next, bad_index = (s + 1) % modulus if modulus else s + 1, i
+            continue
+        out[i], kept[i] = ext, True
+        top = max(top, ext)
+    lowest = int(out[kept].min())
+    if lowest < 0:
+        out[kept] -= lowest
+    out[~kept] = -1
     return out
 
 
@@ -148,9 +154,10 @@ def _frame_seconds(group: pd.DataFrame) -> float:
 def _stream_rows(frames: pd.DataFrame) -> list[dict]:
     rows = []
     for (stream_id, track), g in frames.groupby(["stream_id", "track"], sort=False):
-        chunk = g["chunk"].to_numpy(np.int64)
-        stats = sequence_stats(chunk, _ns(g["received_at"]), chunk * _frame_seconds(g))
-        rows.append(_row("stream", stream_id, None, g["call_control_id"].iloc[0], track, stats, 0))
+        ext = extend_sequence(g["chunk"].to_numpy(np.int64), modulus=None)
+        ok = ext >= 0
+        stats = sequence_stats(ext[ok], _ns(g["received_at"])[ok], ext[ok] * _frame_seconds(g))
+        rows.append(_row("stream", stream_id, None, g["call_control_id"].iloc[0], track, stats, int((~ok).sum())))
     return rows
 
 
@@ -174,7 +181,7 @@ def quality(frames: pd.DataFrame, rtp: pd.DataFrame) -> pd.DataFrame:
     Takes the ``frames`` and ``rtp`` tables. Stream media time is ``chunk * frame duration``
     (the ``timestamp`` field's unit is not documented by Telnyx); fork media time is the
     unwrapped RTP timestamp over the clock rate (8 kHz when the payload type is unknown).
-    ``discarded`` counts RTP packets A.1 rejects (unconfirmed jumps); they are in no other count.
+    ``discarded`` counts packets or chunks A.1 rejects (unconfirmed jumps); they are in no other count.
     """
     df = pd.DataFrame(_stream_rows(frames) + _fork_rows(rtp), columns=COLUMNS)
     df["ssrc"] = df["ssrc"].astype("Int64")

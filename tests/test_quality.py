@@ -50,6 +50,16 @@ def test_extend_sequence_discards_an_unconfirmed_jump():
     assert q.extend_sequence([10, 11, 30000, 12, 13]).tolist() == [10, 11, -1, 12, 13]
 
 
+def test_extend_sequence_late_packet_from_before_the_first_arrivals_wrap():
+    # 65535 was sent before 0 but arrives after it: it is late, not a stray, and numbers stay >= 0
+    assert q.extend_sequence([0, 65535, 1]).tolist() == [1, 0, 2]
+
+
+def test_extend_sequence_of_chunks_discards_a_wild_chunk_without_wrapping():
+    assert q.extend_sequence([1, 2, 10**12, 3, 70000], modulus=None).tolist() == [1, 2, -1, 3, -1]
+    assert q.extend_sequence([1, 2, 65537], modulus=None).tolist() == [1, 2, -1]  # no 16-bit aliasing
+
+
 @given(st.integers(0, 65535), st.integers(1, 3000))
 def test_extend_sequence_in_order_is_a_plain_count(start, n):
     seq = (start + np.arange(n)) & 0xFFFF
