@@ -1,4 +1,5 @@
-"""``Audio``: int16 samples and a rate, with a WAV writer and a notebook player."""
+"""``Audio``: int16 samples and a rate, with a WAV writer and a notebook player; and the two
+sample conversions that audio going into a call needs (``to_int16``, ``resample``)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["Audio"]
+__all__ = ["Audio", "to_int16", "resample"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -52,3 +53,25 @@ class Audio:
         from IPython.display import Audio as Player
 
         return Player(data=self.wav_bytes())._repr_html_()
+
+
+def to_int16(samples: np.ndarray) -> np.ndarray:
+    """int16 as is; floats are taken as [-1, 1] and scaled; other integers are clipped."""
+    samples = np.asarray(samples)
+    if samples.dtype == np.int16:
+        return samples
+    if samples.dtype.kind == "f":
+        samples = np.round(samples * 32767)
+    return np.clip(samples, -32768, 32767).astype(np.int16)
+
+
+def resample(samples: np.ndarray, rate: int, target: int) -> np.ndarray:
+    """int16 samples at ``rate`` Hz to int16 at ``target`` Hz, by linear interpolation.
+
+    No anti-alias filter: good enough for speech played into a call, not for analysis.
+    """
+    samples = np.asarray(samples, dtype=np.int16)
+    if rate == target or not len(samples):
+        return samples
+    n = round(len(samples) * target / rate)
+    return np.round(np.interp(np.arange(n) * (rate / target), np.arange(len(samples)), samples)).astype(np.int16)

@@ -20,8 +20,8 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
-import numpy as np
 
+from telnyx_nb.audio import resample
 from telnyx_nb.sandbox.playback import Playback
 from telnyx_nb.wire import codecs, media
 
@@ -276,10 +276,7 @@ class MediaStream:
             self._app_error(100003, str(exc))
             return
         rate = 8000 if self.app_codec in ("PCMU", "PCMA") else self.app_rate
-        if rate != self.codec.sample_rate and len(samples):
-            n = round(len(samples) * self.codec.sample_rate / rate)
-            samples = np.interp(np.arange(n) * rate / self.codec.sample_rate, np.arange(len(samples)), samples).astype(np.int16)
-        if not self.playback.push_audio(samples):
+        if not self.playback.push_audio(resample(samples, rate, self.codec.sample_rate)):
             self._app_error(100005, "playback queue is full")
 
     def _echo_mark(self, name: str) -> None:
