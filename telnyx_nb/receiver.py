@@ -471,21 +471,24 @@ class Receiver(Session):
         locked = token is not None and not authenticated
         reason = "closed"
         stamped = request.transport.get_protocol()
+        # Per-message names bound once: enum and module attribute lookups cost as much as the checks.
         counters, limit, add_frame = self._counters, self.max_message_size, self._store.add_frame
+        text, parse, media_frame = WSMsgType.TEXT, media.parse_frame, media.Media
         try:
             async for msg in ws:
                 ns = stamped.read_ns
-                if msg.type is not WSMsgType.TEXT:
+                if msg.type is not text:
                     reason = self._not_text(conn, ws, msg, ns) or reason
                     continue
                 data = msg.data
+                size = len(data)
                 counters["ws_messages"] += 1
-                counters["ws_bytes"] += len(data)
-                if len(data) > limit:
-                    self._stream_error(conn, "oversized", f"{len(data)} characters, limit {limit}", data, ns)
+                counters["ws_bytes"] += size
+                if size > limit:
+                    self._stream_error(conn, "oversized", f"{size} characters, limit {limit}", data, ns)
                     continue
                 try:
-                    frame = media.parse_frame(data)
+                    frame = parse(data)
                     if locked:
                         if not self._authenticates(frame, token):
                             self._refuse(conn, "no matching auth token in the upgrade header or connected frame", ns)
@@ -493,7 +496,7 @@ class Receiver(Session):
                             reason = "auth_failed"
                             break
                         authenticated, locked = True, False
-                    elif type(frame) is media.Media:          # the hot path, inline
+                    elif type(frame) is media_frame:          # the hot path, inline
                         info = conn.info
                         if info is None or info.stream_id != frame.stream_id:
                             info = self._stream(conn, frame.stream_id)

@@ -1,9 +1,10 @@
 """Append-only columnar store, DataFrame views, audio assembly and session save/load.
 
-The receiver's I/O thread appends one row per webhook, frame or packet to stdlib ``array``
-columns and one payload per stream track (or RTP source) to a ``bytearray``: no per-message
-DataFrame work (49 bytes per media-frame row plus its payload: ~0.65 MB per PCMU call-minute
-and track, measured by benchmarks/bench_receiver.py). DataFrames are built on read, from
+The receiver's I/O thread appends one row per webhook or packet to stdlib ``array`` columns,
+one packed 49-byte row per media frame to a ``bytearray`` (one append instead of one per
+column: media frames are the hot path), and one payload per stream track (or RTP source) to a
+``bytearray``: no per-message DataFrame work (~0.65 MB per PCMU call-minute and track,
+measured by benchmarks/bench_receiver.py). DataFrames are built on read, from
 copies taken under one lock, so readers on any thread see a consistent snapshot and never
 hold up ingest for more than a memcpy.
 
@@ -15,6 +16,7 @@ session loaded with :func:`load`: the same ``events``, ``frames``, ``audio()``,
 from __future__ import annotations
 
 import datetime as dt
+import struct
 import sys
 import threading
 import time
@@ -51,7 +53,6 @@ CLAIM_WINDOW_S = 5.0
 STATIC_PAYLOAD_TYPES = {0: "PCMU", 8: "PCMA"}
 
 _NAT = np.iinfo(np.int64).min
-_INT64_MAX = np.iinfo(np.int64).max
 TRACKS = ("inbound", "outbound")
 TARGETS = ("rx", "tx")
 _TRACK_CODE = {name: code for code, name in enumerate(TRACKS)}
@@ -71,6 +72,11 @@ _TIME_COLUMNS = {
     "rtp_errors": ["received_at"],
 }
 TABLES = tuple(_TIME_COLUMNS)
+#: The ``frames`` table's row layout, packed little-endian without padding (struct codes).
+_FRAME_FIELDS = (("received_ns", "q"), ("stream", "i"), ("track", "b"), ("sequence_number", "q"),
+                 ("chunk", "q"), ("timestamp", "q"), ("n_bytes", "i"), ("offset", "q"))
+_FRAME_ROW = struct.Struct("<" + "".join(code for _, code in _FRAME_FIELDS))
+_FRAME_DTYPE = np.dtype([(name, "<" + code) for name, code in _FRAME_FIELDS])
 
 
 def excerpt(data: str | bytes | bytearray | memoryview) -> str:
@@ -180,11 +186,7 @@ class Store:
             received_ns="q", occurred_at="O", call_control_id="O", track="O", transcript="O",
             confidence="d", is_final="b",
         )
-        self.frames = _Columns(
-            received_ns="q", stream="i", track="b", sequence_number="q", chunk="q", timestamp="q",
-            n_bytes="i", offset="q",
-        )
-        self._frame_columns = tuple(column.append for column in self.frames.columns.values())
+        self.frames = bytearray()       # _FRAME_ROW rows
         self.rtp = _Columns(
             received_ns="q", source="i", seq="i", rtp_timestamp="q", payload_type="b", marker="b",
             n_bytes="i", offset="q", leg="O",
@@ -247,23 +249,25 @@ class Store:
 
     def add_frame(self, info: StreamInfo, track: str, sequence_number: int, chunk: int,
                   timestamp: int, payload: bytes, received_ns: int) -> None:
-        """The hot path (one call per media frame): plain appends, range checked up front."""
-        if sequence_number > _INT64_MAX or chunk > _INT64_MAX or timestamp > _INT64_MAX:
-            raise OverflowError("a frame counter does not fit in int64")
+        """The hot path (one call per media frame): one packed row and the payload appended.
+
+        A counter beyond int64 raises OverflowError and stores nothing. Only the receiver's
+        loop thread appends, so the payload offset can be read before taking the lock.
+        """
         code = _TRACK_CODE[track]
         index = info.index
         buffer = self._frame_payloads[2 * index + code]
-        received, stream, tracks, sequence, chunks, timestamps, sizes, offsets = self._frame_columns
-        with self.lock:
-            received(received_ns)
-            stream(index)
-            tracks(code)
-            sequence(sequence_number)
-            chunks(chunk)
-            timestamps(timestamp)
-            sizes(len(payload))
-            offsets(len(buffer))
+        try:
+            row = _FRAME_ROW.pack(received_ns, index, code, sequence_number, chunk, timestamp, len(payload), len(buffer))
+        except struct.error:
+            raise OverflowError("a frame counter does not fit in int64") from None
+        lock = self.lock
+        lock.acquire()          # not ``with``: half the cost on this path
+        try:
             buffer += payload
+            self.frames += row
+        finally:
+            lock.release()
 
     def add_packet(self, target: str, packet: ForkPacket, received_ns: int) -> None:
         """Append one forked packet; STREP's direction decides its target ("rx" = received)."""
@@ -360,9 +364,8 @@ class Store:
     def nbytes(self) -> int:
         """Memory held by the hot tables (frames, rtp) and all payload buffers, allocation included."""
         with self.lock:
-            columns = [*self.frames.columns.values(), *self.rtp.columns.values()]
-            return sum(map(sys.getsizeof, columns)) + sum(map(sys.getsizeof, self._frame_payloads)) \
-                + sum(map(sys.getsizeof, self._rtp_payloads))
+            buffers = [self.frames, *self.rtp.columns.values(), *self._frame_payloads, *self._rtp_payloads]
+            return sum(map(sys.getsizeof, buffers))
 
     def payload(self, kind: str, key: int) -> bytes:
         """A copy of one payload buffer: frames key = 2 * stream index + track code; rtp key = source."""
@@ -405,22 +408,23 @@ class Store:
         first = ["received_at", "occurred_at"] if "occurred_at" in c else ["received_at"]
         return df[first + [col for col in df.columns if col not in first]]
 
-    def _frames_view(self, c: dict, streams: list[StreamInfo]) -> pd.DataFrame:
-        stream = np.frombuffer(c["stream"], dtype=np.int32).astype(np.int64)
-        track = np.frombuffer(c["track"], dtype=np.int8)
+    def _frames_view(self, rows: bytearray, streams: list[StreamInfo]) -> pd.DataFrame:
+        c = np.frombuffer(rows, dtype=_FRAME_DTYPE)
+        stream = c["stream"].astype(np.int64)
+        track = c["track"]
         return pd.DataFrame({
             "received_at": utc(c["received_ns"]),
             "stream_id": _labels([s.stream_id for s in streams], stream),
             "call_control_id": _labels([s.call_control_id for s in streams], stream),
             "track": pd.Categorical.from_codes(track, TRACKS),
-            "sequence_number": np.frombuffer(c["sequence_number"], dtype=np.int64),
-            "chunk": np.frombuffer(c["chunk"], dtype=np.int64),
-            "timestamp": np.frombuffer(c["timestamp"], dtype=np.int64),
+            "sequence_number": c["sequence_number"],
+            "chunk": c["chunk"],
+            "timestamp": c["timestamp"],
             "encoding": _labels([s.encoding for s in streams], stream),
             "sample_rate": _ints([s.sample_rate for s in streams], stream),
-            "n_bytes": np.frombuffer(c["n_bytes"], dtype=np.int32).astype(np.int64),
+            "n_bytes": c["n_bytes"].astype(np.int64),
             "_key": 2 * stream + track,
-            "_offset": np.frombuffer(c["offset"], dtype=np.int64),
+            "_offset": c["offset"],
         })
 
     def _rtp_view(self, c: dict, sources: list[RtpSource]) -> pd.DataFrame:
