@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from telnyx_nb.audio import resample, to_int16
 from telnyx_nb.store import Session, StreamInfo, Store
 from telnyx_nb.wire import codecs, media, rtp, webhooks
 
@@ -131,24 +132,6 @@ class _Connection:
         self.info: StreamInfo | None = None
         self.tail: asyncio.Task | None = None
         self.pending: set[asyncio.Task] = set()
-
-
-def resample(samples: np.ndarray, rate: int, target: int) -> np.ndarray:
-    """Linear-interpolation resampling to ``target`` Hz (simple, no anti-alias filter)."""
-    if rate == target or not len(samples):
-        return samples
-    n = int(round(len(samples) * target / rate))
-    return np.interp(np.arange(n) * (rate / target), np.arange(len(samples)), samples)
-
-
-def _to_int16(samples: np.ndarray) -> np.ndarray:
-    """int16 as is; floats are taken as [-1, 1] and scaled; other ints are clipped."""
-    samples = np.asarray(samples)
-    if samples.dtype == np.int16:
-        return samples
-    if samples.dtype.kind == "f":
-        samples = np.round(samples * 32767)
-    return np.clip(samples, -32768, 32767).astype(np.int16)
 
 
 class Receiver(Session):
@@ -639,7 +622,7 @@ class Receiver(Session):
         name = encoding or conn.info.encoding
         codec = codecs.get_codec(name, l16_byteorder=self._l16_byteorder)
         target = conn.info.sample_rate if encoding is None and conn.info.sample_rate else codec.sample_rate
-        payload = codec.encode(_to_int16(resample(np.asarray(samples), rate, target)))
+        payload = codec.encode(resample(to_int16(samples), rate, target))
         step = codec.frame_bytes(FRAME_MS, target)
         frames = [media.AppMedia(payload[i : i + step]) for i in range(0, len(payload), step)]
         return self._enqueue(conn, frames, paced=True)

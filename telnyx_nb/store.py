@@ -97,11 +97,6 @@ def parse_times(values: Iterable[str | None]) -> pd.DatetimeIndex:
     return pd.DatetimeIndex(parsed).as_unit("ns")
 
 
-def to_ns(times: pd.Series) -> np.ndarray:
-    """A ``datetime64[ns, UTC]`` column as int64 nanoseconds."""
-    return times.to_numpy(dtype="datetime64[ns]").view(np.int64)
-
-
 class _Columns:
     """One append-only table: stdlib ``array`` columns for numbers, lists for objects ("O")."""
 
@@ -513,10 +508,13 @@ def assemble(numbers: np.ndarray, offsets: np.ndarray, lengths: np.ndarray, payl
     ``numbers`` are chunks or extended RTP sequence numbers. A missing number is filled with
     one frame of the codec's digital silence, the frame being the most common payload size,
     so the sample index is media time when frames have equal durations (Telnyx: 20 ms).
+    A payload that ends in a partial sample (an odd-length L16 chunk) loses that byte, so one
+    bad frame cannot make the whole track undecodable.
     """
     if not len(numbers):
         return np.zeros(0, dtype=np.int16)
     unique, first = np.unique(numbers, return_index=True)
+    width = codec.bytes_per_sample
     frame = int(np.bincount(lengths).argmax())
     silence = codec.silence * (frame // len(codec.silence))
     pieces = []
@@ -525,7 +523,7 @@ def assemble(numbers: np.ndarray, offsets: np.ndarray, lengths: np.ndarray, payl
     for number, i in zip(unique.tolist(), first.tolist()):
         if number - previous > 1:
             pieces.append(silence * (number - previous - 1))
-        pieces.append(view[offsets[i] : offsets[i] + lengths[i]])
+        pieces.append(view[offsets[i] : offsets[i] + lengths[i] - lengths[i] % width])
         previous = number
     return codec.decode(b"".join(pieces))
 
@@ -643,13 +641,13 @@ class Session:
                 raise LookupError(f"unknown encoding for {source} {track} of {call_control_id!r}; pass encoding=")
             codec = codecs.get_codec(name, l16_byteorder=self._l16_byteorder)
             if kind == "frames":
-                numbers = group["chunk"].to_numpy(np.int64)
+                numbers = _quality.extend_sequence(group["chunk"].to_numpy(np.int64), modulus=None)
                 rates.add(int(group["sample_rate"].iloc[0]))
             else:
                 numbers = _quality.extend_sequence(group["seq"].to_numpy())
                 rates.add(int(group["clock_rate"].iloc[0]) if pd.notna(group["clock_rate"].iloc[0]) else codec.sample_rate)
-                group = group[numbers >= 0]
-                numbers = numbers[numbers >= 0]
+            group = group[numbers >= 0]
+            numbers = numbers[numbers >= 0]
             parts.append(assemble(numbers, group["_offset"].to_numpy(np.int64), group["n_bytes"].to_numpy(np.int64),
                                   self._payload(kind, int(key)), codec))
         if len(rates) != 1:

@@ -134,6 +134,9 @@ def reason(text, parse=media.parse_frame):
         ('{"event": "media", "stream_id": "s", "media": {"track": "inbound", "chunk": "1", "timestamp": "0", "payload": "@@@"}}', "invalid_base64"),
         ('{"event": "media", "stream_id": "s", "media": {"track": "inbound", "chunk": "1", "timestamp": "0", "payload": "QQ"}}', "invalid_base64"),
         ('{"event": "start", "stream_id": "s", "start": {"call_control_id": "c"}}', "missing_field"),
+        ('{"event": "start", "stream_id": "s", "start": {"call_control_id": "c", "media_format": {"encoding": "PCMU", "sample_rate": "0"}}}', "bad_field"),
+        ('{"event": "start", "stream_id": "s", "start": {"call_control_id": "c", "media_format": {"encoding": "PCMU", "sample_rate": 8000, "channels": 0}}}', "bad_field"),
+        ('{"event": "start", "stream_id": "s", "start": {"call_control_id": "c", "media_format": {"encoding": "PCMU", "sample_rate": "99999999999"}}}', "bad_field"),
         ('{"event": "error", "payload": {"code": "100003"}}', "bad_field"),
     ],
 )

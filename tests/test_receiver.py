@@ -21,6 +21,7 @@ import pandas as pd
 import pytest
 
 import telnyx_nb as tnb
+from telnyx_nb.audio import to_int16
 from telnyx_nb.wire import codecs, media, rtp, webhooks
 
 CCID = "v3:call-one"
@@ -204,6 +205,31 @@ def test_bad_input_is_recorded_and_never_fatal(rx):
     assert health["stream_errors"] == 7 and health["ws_messages"] == len(messages)
 
 
+def test_a_wild_chunk_number_is_discarded_not_filled_with_silence(rx):
+    sid = "stream-wild"
+    payloads = [bytes([k]) * 160 for k in range(4)]
+    numbers = [1, 2, 10**12, 3]
+    messages = [start_frame(sid)] + [media_frame(sid, k + 2, "inbound", n, p) for k, (n, p) in enumerate(zip(numbers, payloads))]
+    asyncio.run(ws_send(rx.stream_url, messages + [stop_frame(sid, 6)]))
+    wait_until(lambda: len(rx.frames) == 4)
+    row = rx.quality().iloc[0]
+    assert (row.packets, row.expected, row.lost, row.discarded) == (3, 3, 0, 1)
+    expected = codecs.ulaw_decode(payloads[0] + payloads[1] + payloads[3])
+    np.testing.assert_array_equal(rx.audio(CCID).samples, expected)
+
+
+def test_an_odd_length_l16_payload_does_not_spoil_the_track(rx):
+    sid = "stream-odd"
+    good = codecs.l16_encode(TONE16[:320])
+    messages = [start_frame(sid, encoding="L16", rate=16000), media_frame(sid, 2, "inbound", 1, good),
+                media_frame(sid, 3, "inbound", 2, good[:-1]), media_frame(sid, 4, "inbound", 3, good)]
+    asyncio.run(ws_send(rx.stream_url, messages + [stop_frame(sid, 5)]))
+    wait_until(lambda: len(rx.frames) == 3)
+    audio = rx.audio(CCID)
+    assert audio.rate == 16000 and len(audio) == 320 + 319 + 320
+    np.testing.assert_array_equal(audio.samples[-320:], TONE16[:320])
+
+
 def test_message_over_the_hard_limit_ends_the_stream_and_keeps_data(rx):
     sid = "stream-huge"
     messages = [start_frame(sid), media_frame(sid, 2, "inbound", 1, bytes(160)), "x" * (16 * 4096 + 1)]
@@ -292,13 +318,14 @@ def test_callbacks(rx):
     assert rx.dtmf[["stream_id", "call_control_id", "digit", "sequence_number"]].values.tolist() == [["cb", CCID, "7", 2]]
 
 
-def test_send_audio_mark_and_clear(rx):
+@pytest.mark.parametrize("samples", [TONE16[:1600], TONE16[:1600].astype(np.float64) / 32768], ids=["int16", "float"])
+def test_send_audio_mark_and_clear(rx, samples):
     async def telnyx_side():
         async with aiohttp.ClientSession() as session:
             async with session.ws_connect(rx.stream_url) as ws:
                 await ws.send_str(start_frame("bidi"))
                 await asyncio.to_thread(wait_until, lambda: len(rx.streams))
-                sent = rx.send_audio("bidi", TONE16[:1600].astype(np.float64) / 32768, 16000)   # 100 ms at 16 kHz
+                sent = rx.send_audio("bidi", samples, 16000)                                  # 100 ms at 16 kHz
                 marked = rx.mark("bidi", "after-tone")
                 replies = [media.parse_app_frame((await ws.receive(timeout=5)).data) for _ in range(6)]
                 await asyncio.to_thread(sent.result, 5)
@@ -315,8 +342,7 @@ def test_send_audio_mark_and_clear(rx):
     assert [type(r) for r in replies] == [media.AppMedia] * 5 + [media.AppMark]
     audio = b"".join(r.payload for r in replies[:5])
     assert len(audio) == 800                                      # resampled 16 kHz -> the stream's 8 kHz
-    expected = codecs.ulaw_encode(np.round(np.interp(np.arange(800) * 2, np.arange(1600), TONE16[:1600] / 32768) * 32767).astype(np.int16))
-    assert audio == expected
+    assert audio == codecs.ulaw_encode(to_int16(samples)[::2])    # 2:1 interpolation lands on every other sample
     assert replies[5].name == "after-tone"
     assert len(rest) < 50                                          # clear cut the 1 s (50 frames) short
     wait_until(lambda: len(rx.marks))

@@ -55,6 +55,10 @@ ERROR_CODES: dict[int, tuple[str, str]] = {
     100005: ("rate_limit_reached", "Too many requests"),
 }
 
+#: Bounds on ``start.media_format``: a zero or absurd rate would break every later computation.
+MAX_SAMPLE_RATE = 384_000
+MAX_CHANNELS = 8
+
 Track = Literal["inbound", "outbound"]
 
 
@@ -374,12 +378,15 @@ def _parse_start(frame: dict[str, Any]) -> Start:
         raise _fail(frame, "bad_field", "start.tags must be a list of strings")
     if type(custom) is not dict:
         raise _fail(frame, "bad_field", "start.custom_parameters must be an object")
+    sample_rate = _counter(frame, fmt, "sample_rate")
     channels = _counter(frame, fmt, "channels", 1)
+    if not (0 < sample_rate <= MAX_SAMPLE_RATE and 0 < channels <= MAX_CHANNELS):
+        raise _fail(frame, "bad_field", f"media_format sample_rate {sample_rate} / channels {channels} out of range")
     return Start(
         stream_id=_text(frame, frame, "stream_id"),
         sequence_number=_counter(frame, frame, "sequence_number", 0),
         call_control_id=_text(frame, start, "call_control_id"),
-        media_format=MediaFormat(_text(frame, fmt, "encoding"), _counter(frame, fmt, "sample_rate"), channels),
+        media_format=MediaFormat(_text(frame, fmt, "encoding"), sample_rate, channels),
         call_session_id=_optional_text(frame, start, "call_session_id"),
         user_id=_optional_text(frame, start, "user_id"),
         from_=_optional_text(frame, start, "from"),
