@@ -48,16 +48,22 @@ def stop_streaming(client: Any, call_control_id: str, rx: Receiver | None = None
 def start_forking(client: Any, call_control_id: str, rx: Receiver | None = None, **options: Any) -> Any:
     """``fork_start`` to ``rx.fork_rx``/``rx.fork_tx`` with ``stream_type="decrypted"`` (unless set).
 
-    Before the request, the receiver is told to attribute the next new RTP sources on its
-    fork ports to this call (``rx.expect_fork``), since plain RTP carries no call id.
+    Plain RTP carries no call id, so before the request the receiver is told to attribute the
+    next new RTP sources on its fork ports to this call (``rx.expect_fork``); the claim is
+    withdrawn if the request fails. The legacy ``target`` mode (``extra_body={"target": …}``)
+    needs no claim: its STREP header carries the call leg id.
     """
-    if rx is not None:
-        rx.expect_fork(call_control_id)
-        if "extra_body" not in options:  # legacy ``target`` mode goes through extra_body: leave rx/tx unset
-            options.setdefault("rx", rx.fork_rx)
-            options.setdefault("tx", rx.fork_tx)
-            options.setdefault("stream_type", "decrypted")
-    return _call(client, "start_forking", call_control_id, options)
+    if rx is None or "target" in options.get("extra_body", {}):
+        return _call(client, "start_forking", call_control_id, options)
+    options.setdefault("rx", rx.fork_rx)
+    options.setdefault("tx", rx.fork_tx)
+    options.setdefault("stream_type", "decrypted")
+    rx.expect_fork(call_control_id)
+    try:
+        return _call(client, "start_forking", call_control_id, options)
+    except Exception:
+        rx.withdraw_fork(call_control_id)
+        raise
 
 
 def stop_forking(client: Any, call_control_id: str, rx: Receiver | None = None, **options: Any) -> Any:

@@ -336,6 +336,10 @@ class Receiver(Session):
         """Attribute the next new RTP source on each fork port to this call (start_forking does this)."""
         self._store.claim_fork(call_control_id)
 
+    def withdraw_fork(self, call_control_id: str) -> None:
+        """Undo ``expect_fork``: the call's fork did not start (start_forking does this on errors)."""
+        self._store.withdraw_fork(call_control_id)
+
     def health(self) -> dict[str, Any]:
         """Counters since start, loop lag p50/p99 (ms, last minute) and the loop in use.
 

@@ -157,13 +157,20 @@ class RtpSource:
     claimable: bool = True      # False for STREP sources, attributed by call_leg_id
 
 
+def _text_or_none(value: Any) -> str | None:
+    """A payload id for a table column: strings only (the raw payload keeps anything else)."""
+    return value if isinstance(value, str) else None
+
+
 class Store:
     """Thread-safe append-only tables; appends from the receiver's loop, reads from anywhere.
 
     Fork attribution: plain RTP carries no call id, so a call *claims* the fork ports
     (``claim_fork``, done by ``tnb.start_forking`` and by each ``call.fork.started`` webhook
     for a call not already claimed) and the first new SSRC on each target is bound to the
-    oldest open claim, first come first served. A claim that comes after its packets (the
+    oldest open claim, first come first served. An open claim lapses after CLAIM_WINDOW_S
+    without packets, on ``call.fork.stopped``, or when ``withdraw_fork`` is called (a
+    fork_start that failed), so it cannot capture a later call's fork. A claim that comes after its packets (the
     webhook is often slower than the RTP) takes the oldest unattributed SSRC first seen on
     that target within CLAIM_WINDOW_S before it. Two calls starting forks to the same ports
     at the same instant may swap; STREP packets carry their ``call_leg_id`` and are
@@ -201,7 +208,7 @@ class Store:
         self._rtp_payloads: list[bytearray] = []
         self._event_ids: set[str] = set()
         self.duplicate_events = 0
-        self._claims: dict[str, deque[str]] = {target: deque() for target in TARGETS}
+        self._claims: dict[str, deque[tuple[str, int]]] = {target: deque() for target in TARGETS}  # (ccid, claimed_ns)
         self._forked: set[str] = set()
 
     # -- appends (receiver loop thread) ------------------------------------------------
@@ -282,7 +289,9 @@ class Store:
 
     def _new_source(self, target: str, ssrc: int, claimable: bool, received_ns: int) -> int:
         claims = self._claims[target]
-        ccid = claims.popleft() if claimable and claims else None
+        while claims and received_ns - claims[0][1] > CLAIM_WINDOW_S * 1e9:
+            claims.popleft()
+        ccid = claims.popleft()[0] if claimable and claims else None
         index = len(self.sources)
         self.sources.append(RtpSource(index, target, ssrc, ccid, received_ns, claimable))
         self._source_index[(target, ssrc)] = index
@@ -294,27 +303,37 @@ class Store:
         now = time.time_ns()
         with self.lock:
             self._forked.add(call_control_id)
+            self._drop_claims(call_control_id)
             for target, claims in self._claims.items():
-                if call_control_id in claims:
-                    claims.remove(call_control_id)
                 orphan = next((s for s in self.sources if s.target == target and s.claimable
                                and s.call_control_id is None and now - s.first_ns < CLAIM_WINDOW_S * 1e9), None)
                 if orphan is not None:
                     orphan.call_control_id = call_control_id
                 else:
-                    claims.append(call_control_id)
+                    claims.append((call_control_id, now))
+
+    def withdraw_fork(self, call_control_id: str) -> None:
+        """Forget this call's open claims (its fork_start failed, or its fork stopped)."""
+        with self.lock:
+            self._forked.discard(call_control_id)
+            self._drop_claims(call_control_id)
+
+    def _drop_claims(self, call_control_id: str) -> None:
+        for target, claims in self._claims.items():
+            self._claims[target] = deque(claim for claim in claims if claim[0] != call_control_id)
 
     def add_event(self, event: WebhookEvent, verified: bool, received_ns: int) -> bool:
         """Append a webhook; False (and counted) when its event id was stored before."""
         p = event.payload
-        ccid = p.get("call_control_id")
+        ccid, leg, session, state = (_text_or_none(p.get(key)) for key in
+                                     ("call_control_id", "call_leg_id", "call_session_id", "client_state"))
         with self.lock:
             if event.id in self._event_ids:
                 self.duplicate_events += 1
                 return False
             self.events.append(
-                received_ns, event.occurred_at, event.event_type, event.id, ccid, p.get("call_leg_id"),
-                p.get("call_session_id"), p.get("client_state"), verified, event.attempt, p,
+                received_ns, event.occurred_at, event.event_type, event.id, ccid, leg, session, state,
+                verified, event.attempt, p,
             )
             self._event_ids.add(event.id)
             if event.event_type == "call.transcription":
@@ -326,9 +345,9 @@ class Store:
                     data.get("transcript"), float(confidence) if isinstance(confidence, (int, float)) else float("nan"),
                     bool(data.get("is_final", True)),
                 )
-            elif event.event_type == "call.fork.stopped":
-                self._forked.discard(ccid)
-        if event.event_type == "call.fork.started" and ccid and ccid not in self._forked:
+        if event.event_type == "call.fork.stopped" and ccid:
+            self.withdraw_fork(ccid)
+        elif event.event_type == "call.fork.started" and ccid and ccid not in self._forked:
             self.claim_fork(ccid)
         return True
 

@@ -13,6 +13,7 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
+import telnyx
 
 import telnyx_nb as tnb
 from telnyx_nb.sandbox import Scenario
@@ -157,3 +158,23 @@ def test_transcripts_dtmf_and_webhooks(sb, rx):
     assert finals[["call_control_id", "track", "transcript"]].values.tolist() == [[ccid, "inbound", "hello from the sandbox"]]
     assert rx.dtmf[["call_control_id", "digit"]].values.tolist() == [[ccid, "7"]]
     assert str(rx.transcripts["occurred_at"].dtype) == "datetime64[ns, UTC]"
+
+
+def test_a_failed_fork_start_leaves_no_claim_behind(sb, rx):
+    """start_forking on call A fails (422); call B's forked RTP must still be attributed to B."""
+    client = sb.client()
+    calls = []
+    for to in ("+15550301", "+15550302"):
+        sb.route(to, Scenario.tone(seconds=1))
+        calls.append(client.calls.dial(connection_id=sb.connection_id, to=to, from_="+15550199",
+                                       webhook_url=rx.webhook_url).data.call_control_id)
+    a, b = calls
+    wait_until(lambda: sb.call_state(a) == sb.call_state(b) == "answered")
+    with pytest.raises(telnyx.UnprocessableEntityError):
+        tnb.start_forking(client, a, rx, stream_type="raw")  # not a fork_start stream_type: 422 10032
+    tnb.start_forking(client, b, rx)
+    wait_until(lambda: sb.call_state(b) == "ended")
+    sb.wait_webhooks()
+    wait_until(lambda: len(rx.rtp) > 0 and "call.fork.stopped" in set(rx.events["event_type"]))
+    assert set(rx.rtp["call_control_id"]) == {b}
+    assert set(rx.quality().query("source == 'fork'")["call_control_id"]) == {b}

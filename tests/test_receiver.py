@@ -400,6 +400,16 @@ def test_webhooks_without_public_key_warn_once_and_are_unverified(rx):
     assert rx.events["verified"].tolist() == [False, False]
 
 
+def test_webhook_ids_of_the_wrong_type_are_stored_as_null_not_a_500(rx):
+    odd = {"call_control_id": ["v3:a"], "call_leg_id": 5, "call_session_id": {"x": 1}, "client_state": 7}
+    with pytest.warns(UserWarning, match="unverified"):
+        assert post(rx.webhook_url, envelope("call.fork.started", odd)) == 200
+        assert post(rx.webhook_url, envelope("call.fork.stopped", odd)) == 200
+    events = rx.events
+    assert events[["call_control_id", "call_leg_id", "call_session_id", "client_state"]].isna().all().all()
+    assert events["payload"].iloc[0]["call_control_id"] == ["v3:a"]   # the raw payload is kept as sent
+
+
 def test_webhook_callback(rx):
     got = threading.Event()
     rx.on("call.transcription", lambda event: got.set() if event["payload"]["transcription_data"]["transcript"] == "hi" else None)
