@@ -448,7 +448,7 @@ class Receiver(Session):
         connected_ns = _read_ns(request)
         token = self.stream_auth_token
         header = request.headers.get(media.AUTH_TOKEN_HEADER)
-        if token is not None and header is not None and not hmac.compare_digest(header.encode(), token.encode()):
+        if token is not None and header is not None and not _same_token(header, token):
             return self._refuse(None, "upgrade header token does not match", connected_ns)
         ws = web.WebSocketResponse(max_msg_size=HARD_LIMIT_FACTOR * self.max_message_size, autoping=True)
         await ws.prepare(request)
@@ -464,6 +464,13 @@ class Receiver(Session):
         try:
             async for msg in ws:
                 ns = stamped.read_ns
+                if locked:
+                    if not self._authenticates(msg, token):
+                        self._refuse(conn, "no matching auth token in the upgrade header or connected frame", ns)
+                        await ws.close(code=1008, message=b"stream auth token required")
+                        reason = "auth_failed"
+                        break
+                    authenticated, locked = True, False
                 if msg.type is not text:
                     reason = self._not_text(conn, ws, msg, ns) or reason
                     continue
@@ -476,14 +483,7 @@ class Receiver(Session):
                     continue
                 try:
                     frame = parse(data)
-                    if locked:
-                        if not self._authenticates(frame, token):
-                            self._refuse(conn, "no matching auth token in the upgrade header or connected frame", ns)
-                            await ws.close(code=1008, message=b"stream auth token required")
-                            reason = "auth_failed"
-                            break
-                        authenticated, locked = True, False
-                    elif type(frame) is media_frame:          # the hot path, inline
+                    if type(frame) is media_frame:          # the hot path, inline
                         info = conn.info
                         if info is None or info.stream_id != frame.stream_id:
                             info = self._stream(conn, frame.stream_id)
@@ -500,11 +500,15 @@ class Receiver(Session):
             self._end(conn, reason)
         return ws
 
-    @staticmethod
-    def _authenticates(frame: media.TelnyxFrame, token: str) -> bool:
-        """The first frame of a connection without the upgrade header must carry the token."""
-        return isinstance(frame, media.Connected) and frame.auth_token is not None \
-            and hmac.compare_digest(frame.auth_token.encode(), token.encode())
+    def _authenticates(self, msg: Any, token: str) -> bool:
+        """Without the upgrade header, the first message must be a ``connected`` frame carrying the token."""
+        if msg.type is not WSMsgType.TEXT or len(msg.data) > self.max_message_size:
+            return False
+        try:
+            frame = media.parse_frame(msg.data)
+        except media.FrameError:
+            return False
+        return type(frame) is media.Connected and frame.auth_token is not None and _same_token(frame.auth_token, token)
 
     def _not_text(self, conn: _Connection, ws: web.WebSocketResponse, msg: Any, ns: int) -> str | None:
         """Record a binary message or a connection error; returns the end reason for an error."""
@@ -526,12 +530,13 @@ class Receiver(Session):
     def _end(self, conn: _Connection, reason: str) -> None:
         for task in conn.pending:
             task.cancel()
-        if conn.info is not None:
-            self._store.end_stream(conn.info, time.time_ns(), reason if not self._stopping.is_set() else "receiver_stopped")
-            if self._connections.get(conn.info.stream_id) is conn:
-                del self._connections[conn.info.stream_id]
-            self._emit("stream.closed", lambda: {"stream_id": conn.info.stream_id,
-                                                 "call_control_id": conn.info.call_control_id, "reason": reason})
+        info = conn.info
+        if info is not None:
+            self._store.end_stream(info, time.time_ns(), reason if not self._stopping.is_set() else "receiver_stopped")
+            if self._connections.get(info.stream_id) is conn:
+                del self._connections[info.stream_id]
+            self._emit("stream.closed", lambda: {"stream_id": info.stream_id,
+                                                 "call_control_id": info.call_control_id, "reason": reason})
 
     def _stream_error(self, conn: _Connection | None, reason: str, detail: str, raw: str | bytes, ns: int,
                       stream_id: str | None = None) -> None:
@@ -558,6 +563,8 @@ class Receiver(Session):
     def _on_frame(self, conn: _Connection, frame: media.TelnyxFrame, data: str, ns: int, authenticated: bool) -> None:
         kind = type(frame)
         if kind is media.Start:
+            if conn.info is not None and conn.info.stream_id != frame.stream_id:  # a new stream on this socket
+                self._end(conn, "replaced")
             conn.info = self._store.start_stream(frame, ns, conn.connected_ns, authenticated)
             self._connections[frame.stream_id] = conn
             self._emit("stream.start", lambda: {"received_at": pd.Timestamp(ns, tz="UTC"), "stream_id": frame.stream_id,
@@ -650,6 +657,11 @@ class Receiver(Session):
             await conn.ws.send_str(media.dumps(media.Clear()))
 
         return asyncio.run_coroutine_threadsafe(clear(), self._loop)
+
+
+def _same_token(offered: str, token: str) -> bool:
+    """Constant-time comparison; header text may carry undecodable bytes as surrogates."""
+    return hmac.compare_digest(offered.encode("utf-8", "surrogateescape"), token.encode("utf-8", "surrogateescape"))
 
 
 def _read_ns(request: web.Request) -> int:

@@ -276,11 +276,25 @@ def test_stream_auth_token():
         ws, _ = asyncio.run(ws_send(rx.stream_url, [start_frame("no-token"), media_frame("no-token", 2, "inbound", 1, bytes(160))]))
         wrong = media.dumps(media.Connected(auth_token="guess"))
         asyncio.run(ws_send(rx.stream_url, [wrong, start_frame("wrong-token")]))
-        wait_until(lambda: len(rx.streams) == 2 and rx.health()["ws_refused"] == 3)
-        assert ws.close_code == 1008
+        garbage, _ = asyncio.run(ws_send(rx.stream_url, ["{bad"] * 50))                # unparseable: refused at once
+        with pytest.raises(aiohttp.WSServerHandshakeError) as odd_header:
+            asyncio.run(ws_send(rx.stream_url, [start_frame("odd")], headers={media.AUTH_TOKEN_HEADER: "s3cr\u00e9t"}))
+        assert odd_header.value.status == 403
+        wait_until(lambda: len(rx.streams) == 2 and rx.health()["ws_refused"] == 5)
+        assert ws.close_code == 1008 and garbage.close_code == 1008
         assert rx.streams.set_index("stream_id")["authenticated"].to_dict() == {"ok-header": True, "ok-frame": True}
         assert len(rx.frames) == 1
-        assert rx.stream_errors["reason"].tolist() == ["auth_failed"] * 3
+        assert rx.stream_errors["reason"].tolist() == ["auth_failed"] * 5
+
+
+def test_a_second_start_on_one_socket_ends_the_first_stream(rx):
+    messages = [start_frame("first"), media_frame("first", 2, "inbound", 1, bytes(160)),
+                start_frame("second", "v3:second"), media_frame("second", 2, "inbound", 1, bytes(160))]
+    asyncio.run(ws_send(rx.stream_url, messages))
+    wait_until(lambda: len(rx.streams) == 2 and rx.streams["ended_at"].notna().all())
+    reasons = rx.streams.set_index("stream_id")["end_reason"].to_dict()
+    assert reasons["first"] == "replaced" and reasons["second"] == "closed"
+    assert rx.health()["open_streams"] == 0
 
 
 def test_blocking_cell_does_not_shift_arrival_times(rx):
