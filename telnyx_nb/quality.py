@@ -17,7 +17,7 @@ import pandas as pd
 
 from telnyx_nb.wire import codecs
 
-__all__ = ["MAX_DROPOUT", "MAX_MISORDER", "extend_sequence", "sequence_stats", "mos", "quality"]
+__all__ = ["MAX_DROPOUT", "MAX_MISORDER", "extend_sequence", "sequence_stats", "e_model_mos", "mos", "quality"]
 
 SEQ_MOD = 1 << 16
 #: RFC 3550 A.1: a jump ahead by more than this many packets (or back by more than
@@ -113,14 +113,18 @@ def sequence_stats(ext: np.ndarray, arrival_ns: np.ndarray, media_s: np.ndarray)
 
 
 def mos(loss_pct: float, jitter_ms: float, latency_ms: float = 0.0) -> float:
-    """Simplified E-model (ITU-T G.107 for G.711, after Cole & Rosenbluth 2001).
+    """MOS of a received stream: e_model_mos with d = latency_ms + 2 * jitter_ms + 10 ms
+    (a jitter buffer of twice the jitter, plus codec delay)."""
+    return e_model_mos(loss_pct, latency_ms + 2.0 * jitter_ms + 10.0)
 
-    d = latency_ms + 2 * jitter_ms + 10 (jitter buffer and codec delay);
+
+def e_model_mos(loss_pct: float, d: float) -> float:
+    """Simplified E-model (ITU-T G.107 for G.711, after Cole & Rosenbluth 2001), one-way delay d in ms.
+
     Id = 0.024 d + 0.11 (d - 177.3) H(d - 177.3);
     Ie_eff = 95 * P / (P + 4.3)  (G.711 without PLC, Ie = 0, Bpl = 4.3, P = loss %);
     R = 93.2 - Id - Ie_eff;  MOS = 1 + 0.035 R + 7e-6 R (R - 60) (100 - R), 1 if R < 0, 4.5 if R > 100.
     """
-    d = latency_ms + 2.0 * jitter_ms + 10.0
     r = 93.2 - (0.024 * d + (0.11 * (d - 177.3) if d > 177.3 else 0.0)) - 95.0 * loss_pct / (loss_pct + 4.3)
     if r < 0:
         return 1.0

@@ -14,13 +14,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from telnyx_nb.quality import e_model_mos
 from telnyx_nb.sandbox import Scenario, library_names, serve
 from telnyx_nb.sandbox.errors import CATALOGUE, ApiError
 from telnyx_nb.sandbox.ground_truth import GroundTruth
 from telnyx_nb.sandbox.media_clock import MediaClock
 from telnyx_nb.sandbox.params import SCHEMAS, parse_udp_target, validate
 from telnyx_nb.sandbox.playback import Playback
-from telnyx_nb.sandbox.quality_stats import call_quality_stats, mos
+from telnyx_nb.sandbox.quality_stats import call_quality_stats
 from telnyx_nb.sandbox.scenarios import get_scenario
 from telnyx_nb.sandbox.transcription import Transcriber
 
@@ -105,7 +106,7 @@ def test_udp_targets():
 
 
 def test_quality_stats_and_mos():
-    assert 4.3 < mos(0.0, 0.0) < 4.5 and mos(0.2, 0.0) < 2.5 < mos(0.01, 0.0)
+    assert 4.3 < e_model_mos(0.0, 0.0) < 4.5 and e_model_mos(20.0, 0.0) < 2.5 < e_model_mos(1.0, 0.0)
     truth = GroundTruth()
     script = ({"inbound": bytes(320), "outbound": bytes(320)}, 160)
     for i, fate in enumerate(["delivered", "dropped", "duplicated"]):
