@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import WSMsgType, web
+from waiting import wait_until
 
 
 @dataclass
@@ -171,12 +172,7 @@ class Peer:
         return [h.event_type for h in self.events(ccid)]
 
     def wait_for(self, predicate, timeout: float = 10.0, what: str = "condition") -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():
-                return
-            time.sleep(0.02)
-        raise AssertionError(f"timed out waiting for {what}")
+        wait_until(predicate, timeout, what)
 
     def stream_of(self, ccid: str, timeout: float = 10.0) -> WsConn:
         """The WebSocket connection whose ``start`` frame names call ``ccid``."""

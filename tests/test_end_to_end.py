@@ -8,12 +8,11 @@ bit for bit.
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pandas as pd
 import pytest
 import telnyx
+from waiting import wait_until
 
 import telnyx_nb as tnb
 from telnyx_nb.sandbox import Scenario
@@ -35,12 +34,6 @@ def rx(sb):
         yield receiver
 
 
-def wait_until(predicate, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.02)
 
 
 def run_call(sb, rx, to: str, codec: str, start, scenario: Scenario | None = None, **impairment) -> str:

@@ -7,6 +7,7 @@ sends known impairments and bad input; the tests check tables, audio and error r
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import socket
 import threading
@@ -19,6 +20,7 @@ import aiohttp
 import numpy as np
 import pandas as pd
 import pytest
+import waiting
 
 import telnyx_nb as tnb
 from telnyx_nb.audio import to_int16
@@ -31,14 +33,7 @@ TONE16 = (9000 * np.sin(2 * np.pi * 440 * np.arange(16000) / 16000)).astype(np.i
 
 # -- the peer -------------------------------------------------------------------------------
 
-def wait_until(predicate, timeout: float = 5.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError("condition not met in time")
+wait_until = functools.partial(waiting.wait_until, timeout=5.0)
 
 
 def start_frame(sid: str, ccid: str = CCID, encoding: str = "PCMU", rate: int = 8000, **kw) -> str:
