@@ -36,8 +36,8 @@ import psutil
 from aiohttp import WSMsgType, web
 
 import telnyx_nb as tnb
-from telnyx_nb import receiver
-from telnyx_nb.receiver import _new_loop
+from telnyx_nb import defaults
+from telnyx_nb.loopthread import new_event_loop
 
 LOADGEN = Path(__file__).with_name("loadgen.py")
 
@@ -47,7 +47,7 @@ class BareServer:
 
     def __init__(self, loop_kind: str) -> None:
         self.count = 0
-        self._loop = _new_loop(loop_kind)
+        self._loop = new_event_loop(loop_kind)
         self._ready = threading.Event()
         self.thread = threading.Thread(target=self._loop.run_until_complete, args=(self._serve(),), daemon=True)
         self.thread.start()
@@ -116,8 +116,8 @@ def max_rate(url: str, counter, seconds: float, connections: int) -> tuple[float
     return float((nw[-1] - nw[0]) / (tw[-1] - tw[0])), report
 
 
-def paced(calls: int, seconds: float, groups: int, loop_kind: str) -> dict:
-    rx = tnb.Receiver(loop=loop_kind).start()
+def paced(calls: int, seconds: float, groups: int, loop_kind: str, read_size: int) -> dict:
+    rx = tnb.Receiver(loop=loop_kind, read_size=read_size).start()
     try:
         with tempfile.TemporaryDirectory() as tmp:
             times_path = str(Path(tmp) / "sent.npy")
@@ -129,9 +129,9 @@ def paced(calls: int, seconds: float, groups: int, loop_kind: str) -> dict:
                 if process.poll() is not None:
                     break
                 time.sleep(0.005)
-            cpu0, t0 = thread_cpu(rx._thread.native_id), time.monotonic()
+            cpu0, t0 = thread_cpu(rx._io.native_id), time.monotonic()
             report = finish(process)
-            cpu1, t1 = thread_cpu(rx._thread.native_id), time.monotonic()
+            cpu1, t1 = thread_cpu(rx._io.native_id), time.monotonic()
             sent = np.load(times_path)
         expected = report["frames"]
         deadline = time.monotonic() + 10
@@ -175,23 +175,22 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=16, help="connections in the max-rate runs")
     parser.add_argument("--rounds", type=int, default=2, help="interleaved max-rate rounds (best of each is kept)")
     parser.add_argument("--loop", default="auto", choices=["auto", "uvloop", "asyncio"])
-    parser.add_argument("--read-size", type=int, default=receiver.READ_SIZE,
+    parser.add_argument("--read-size", type=int, default=defaults.READ_SIZE,
                         help="bytes per socket read on stock asyncio (262144 = asyncio's own default)")
     args = parser.parse_args()
-    receiver.READ_SIZE = args.read_size
 
     bare_runs, rx_runs = [], []
     for _ in range(args.rounds):                    # interleaved, best of each: the host is shared
         bare = BareServer(args.loop)
         bare_runs.append(max_rate(bare.url, lambda: bare.count, args.blast_seconds, args.connections))
         bare.stop()
-        with tnb.Receiver(loop=args.loop) as rx:
+        with tnb.Receiver(loop=args.loop, read_size=args.read_size) as rx:
             loop_name = rx.health()["loop"]
             rx_runs.append(max_rate(rx.stream_url, lambda: rx.health()["ws_messages"], args.blast_seconds, args.connections))
     (bare_fps, bare_gen), (rx_fps, rx_gen) = max(bare_runs, key=lambda r: r[0]), max(rx_runs, key=lambda r: r[0])
     print(f"max sustained frames/s: bare aiohttp {[round(r[0]) for r in bare_runs]}, "
           f"receiver {[round(r[0]) for r in rx_runs]}", file=sys.stderr)
-    result = paced(args.calls, args.seconds, args.groups, args.loop)
+    result = paced(args.calls, args.seconds, args.groups, args.loop, args.read_size)
     print(f"{args.calls} calls real time: {result}", file=sys.stderr)
     print(orjson.dumps({
         "benchmark": "receiver", "loop": loop_name, "cpus": psutil.cpu_count(),

@@ -12,7 +12,7 @@ from telnyx_nb.actions import (
 from telnyx_nb.audio import Audio
 from telnyx_nb.receiver import Receiver
 from telnyx_nb.sandbox import Sandbox
-from telnyx_nb.store import load
+from telnyx_nb.session import load
 
 __version__ = "0.1.0"
 

@@ -1,5 +1,5 @@
-"""``Audio``: int16 samples and a rate, with a WAV writer and a notebook player; and the two
-sample conversions that audio going into a call needs (``to_int16``, ``resample``)."""
+"""``Audio`` (int16 samples and a rate, with a WAV writer and a notebook player), and
+``assemble``: one track's stored payloads decoded into samples in media order."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["Audio", "to_int16", "resample"]
+from telnyx_nb.wire import codecs
+
+__all__ = ["Audio", "assemble"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -55,23 +57,28 @@ class Audio:
         return Player(data=self.wav_bytes())._repr_html_()
 
 
-def to_int16(samples: np.ndarray) -> np.ndarray:
-    """int16 as is; floats are taken as [-1, 1] and scaled; other integers are clipped."""
-    samples = np.asarray(samples)
-    if samples.dtype == np.int16:
-        return samples
-    if samples.dtype.kind == "f":
-        samples = np.round(samples * 32767)
-    return np.clip(samples, -32768, 32767).astype(np.int16)
+def assemble(numbers: np.ndarray, offsets: np.ndarray, lengths: np.ndarray, payload: bytes,
+             codec: codecs.Codec) -> np.ndarray:
+    """Decode one track: frames in number order, first copy of duplicates, gaps as silence.
 
-
-def resample(samples: np.ndarray, rate: int, target: int) -> np.ndarray:
-    """int16 samples at ``rate`` Hz to int16 at ``target`` Hz, by linear interpolation.
-
-    No anti-alias filter: good enough for speech played into a call, not for analysis.
+    ``numbers`` are chunks or extended RTP sequence numbers. A missing number is filled with
+    one frame of the codec's digital silence, the frame being the most common payload size,
+    so the sample index is media time when frames have equal durations (Telnyx: 20 ms).
+    A payload that ends in a partial sample (an odd-length L16 chunk) loses that byte, so one
+    bad frame cannot make the whole track undecodable.
     """
-    samples = np.asarray(samples, dtype=np.int16)
-    if rate == target or not len(samples):
-        return samples
-    n = round(len(samples) * target / rate)
-    return np.round(np.interp(np.arange(n) * (rate / target), np.arange(len(samples)), samples)).astype(np.int16)
+    if not len(numbers):
+        return np.zeros(0, dtype=np.int16)
+    unique, first = np.unique(numbers, return_index=True)
+    width = codec.bytes_per_sample
+    frame = int(np.bincount(lengths).argmax())
+    silence = codec.silence * (frame // len(codec.silence))
+    pieces = []
+    previous = unique[0] - 1
+    view = memoryview(payload)
+    for number, i in zip(unique.tolist(), first.tolist(), strict=True):
+        if number - previous > 1:
+            pieces.append(silence * (number - previous - 1))
+        pieces.append(view[offsets[i] : offsets[i] + lengths[i] - lengths[i] % width])
+        previous = number
+    return codec.decode(b"".join(pieces))

@@ -12,23 +12,35 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import pandas as pd
 
 import telnyx_nb as tnb
 
+if TYPE_CHECKING:
+    import telnyx
+
 SCENARIO = "survey"
 FORK_LOSS = 0.03
 
 
-def _wait_for(condition, timeout_s: float, what: str) -> None:
+def _wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
     deadline = time.monotonic() + timeout_s
     while not condition():
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {timeout_s:.0f} s waiting for {what}")
         time.sleep(0.05)
+
+
+def _dial(client: telnyx.Telnyx, sb: tnb.Sandbox, rx: tnb.Receiver, to: str) -> str:
+    """Dial ``to`` from the sandbox's connection, webhooks to ``rx``; the new call's control id."""
+    data = client.calls.dial(connection_id=sb.connection_id, to=to, from_="+15550199", webhook_url=rx.webhook_url).data
+    if data is None:
+        raise RuntimeError(f"dialling {to} returned no call data")
+    return data.call_control_id
 
 
 def _answered(rx: tnb.Receiver, ccid: str) -> bool:
@@ -67,9 +79,8 @@ def run(out: TextIO = sys.stdout, session_dir: str | Path | None = None) -> Path
         client = sb.client()
         sb.route("+15550100", SCENARIO)
         sb.route("+15550101", SCENARIO)
-        dial = dict(connection_id=sb.connection_id, from_="+15550199", webhook_url=rx.webhook_url)
-        call_a = client.calls.dial(to="+15550100", **dial).data.call_control_id
-        call_b = client.calls.dial(to="+15550101", **dial).data.call_control_id
+        call_a = _dial(client, sb, rx, "+15550100")
+        call_b = _dial(client, sb, rx, "+15550101")
         _wait_for(lambda: _answered(rx, call_a) and _answered(rx, call_b), 10, "both calls to be answered")
         print(f"  call A {call_a}: streaming both tracks + transcription", file=out)
         print(f"  call B {call_b}: RTP fork with {FORK_LOSS:.0%} loss + transcription", file=out)
@@ -105,13 +116,15 @@ def run(out: TextIO = sys.stdout, session_dir: str | Path | None = None) -> Path
         _show("frames", rx.frames, out, ["received_at", "track", "chunk", "timestamp", "n_bytes"])
         _show("rtp", rx.rtp, out, ["received_at", "target", "ssrc", "seq", "rtp_timestamp", "n_bytes"])
         quality = rx.quality()
-        _show("quality", quality, out, ["source", "track", "packets", "expected", "lost", "loss_pct", "jitter_ms", "mos"])
+        _show("quality", quality, out,
+              ["source", "track", "packets", "expected", "lost", "loss_pct", "jitter_ms", "mos"])
 
         truth = sb.ground_truth(call_b)
         fork_truth = truth[truth.path == "fork"]
         dropped = int((fork_truth.fate == "dropped").sum())
         measured = int(quality.loc[quality.source == "fork", "lost"].sum())
-        print(f"\nfork loss: the receiver counted {measured} lost packets; the sandbox's ground truth says it dropped {dropped}.", file=out)
+        print(f"\nfork loss: the receiver counted {measured} lost packets;"
+              f" the sandbox's ground truth says it dropped {dropped}.", file=out)
         if measured != dropped:
             print("  (RFC 3550 counts only gaps between the first and last packet received:"
                   " drops before the first or after the last are invisible to a receiver.)", file=out)
@@ -120,5 +133,6 @@ def run(out: TextIO = sys.stdout, session_dir: str | Path | None = None) -> Path
         rx.save(path)
         wav = path / "call-A-inbound.wav"
         rx.audio(call_a, track="inbound").to_wav(wav)
-        print(f"\nsession saved to {path.resolve()}  (load it with tnb.load({str(path)!r}); listen to {wav.name})", file=out)
+        print(f"\nsession saved to {path.resolve()}"
+              f"  (load it with tnb.load({str(path)!r}); listen to {wav.name})", file=out)
         return path

@@ -15,15 +15,12 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from telnyx_nb.emodel import mos
 from telnyx_nb.wire import codecs
+from telnyx_nb.wire.rtp import extend_sequence
 
-__all__ = ["MAX_DROPOUT", "MAX_MISORDER", "extend_sequence", "sequence_stats", "e_model_mos", "mos", "quality"]
+__all__ = ["sequence_stats", "quality"]
 
-SEQ_MOD = 1 << 16
-#: RFC 3550 A.1: a jump ahead by more than this many packets (or back by more than
-#: MAX_MISORDER) is a restart when the next packet confirms it, else a stray to discard.
-MAX_DROPOUT = 3000
-MAX_MISORDER = 100
 DEFAULT_CLOCK_RATE = 8000
 
 #: Columns of quality(), in order.
@@ -31,54 +28,6 @@ COLUMNS = [
     "source", "stream_id", "ssrc", "call_control_id", "track", "packets", "expected", "lost",
     "loss_pct", "duplicates", "reordered", "discarded", "max_gap_ms", "jitter_ms", "mos",
 ]
-
-
-def extend_sequence(seq: np.ndarray, modulus: int | None = SEQ_MOD) -> np.ndarray:
-    """RFC 3550 A.1 extended sequence numbers for ``seq`` in arrival order.
-
-    ``modulus`` is 65536 for RTP sequence numbers, None for counters that never wrap
-    (media-stream chunks). A step of less than MAX_DROPOUT ahead or MAX_MISORDER back
-    continues the run, across wraps. A larger jump confirmed by the next packet (``seq + 1``)
-    is a restart: the new run continues right after the highest number seen, so ``expected``
-    does not count the jump as loss and audio() does not fill it with silence, and the
-    confirmed packet is kept (A.1 itself would drop it). An unconfirmed jump is a stray and
-    gets -1 ("discarded"), so one wild number cannot make a track span 10**12 frames.
-    Numbers start at the first packet's; if a late packet would fall below 0 (sent before a
-    wrap that preceded the first arrival), all are shifted up so that the lowest is 0.
-    """
-    seq = np.asarray(seq, dtype=np.int64)
-    out = np.zeros(len(seq), dtype=np.int64)
-    kept = np.zeros(len(seq), dtype=bool)
-    if not len(seq):
-        return out
-    half = (modulus or 0) // 2
-    last = int(seq[0])          # highest raw number of the current run
-    ext_last = top = last       # its extended number; the highest extended number of all runs
-    bad_next, bad_index = None, -1
-    out[0], kept[0] = last, True
-    for i in range(1, len(seq)):
-        s = int(seq[i])
-        delta = s - last
-        if modulus:
-            delta = (delta + half) % modulus - half
-        if -MAX_MISORDER < delta < MAX_DROPOUT:
-            ext = ext_last + delta
-            if delta > 0:
-                last, ext_last = s, ext
-        elif s == bad_next:     # confirmed restart: continue after everything seen so far
-            out[bad_index], kept[bad_index] = top + 1, True
-            ext = top + 2
-            last, ext_last = s, ext
-        else:
-            bad_next, bad_index = (s + 1) % modulus if modulus else s + 1, i
-            continue
-        out[i], kept[i] = ext, True
-        top = max(top, ext)
-    lowest = int(out[kept].min())
-    if lowest < 0:
-        out[kept] -= lowest
-    out[~kept] = -1
-    return out
 
 
 def _jitter(arrival_s: np.ndarray, media_s: np.ndarray) -> float:
@@ -110,27 +59,6 @@ def sequence_stats(ext: np.ndarray, arrival_ns: np.ndarray, media_s: np.ndarray)
         max_gap_ms=float(gaps.max() * 1e3) if len(gaps) else 0.0,
         jitter_ms=_jitter(arrival_s[first], media_s[first]) * 1e3,
     )
-
-
-def mos(loss_pct: float, jitter_ms: float, latency_ms: float = 0.0) -> float:
-    """MOS of a received stream: e_model_mos with d = latency_ms + 2 * jitter_ms + 10 ms
-    (a jitter buffer of twice the jitter, plus codec delay)."""
-    return e_model_mos(loss_pct, latency_ms + 2.0 * jitter_ms + 10.0)
-
-
-def e_model_mos(loss_pct: float, d: float) -> float:
-    """Simplified E-model (ITU-T G.107 for G.711, after Cole & Rosenbluth 2001), one-way delay d in ms.
-
-    Id = 0.024 d + 0.11 (d - 177.3) H(d - 177.3);
-    Ie_eff = 95 * P / (P + 4.3)  (G.711 without PLC, Ie = 0, Bpl = 4.3, P = loss %);
-    R = 93.2 - Id - Ie_eff;  MOS = 1 + 0.035 R + 7e-6 R (R - 60) (100 - R), 1 if R < 0, 4.5 if R > 100.
-    """
-    r = 93.2 - (0.024 * d + (0.11 * (d - 177.3) if d > 177.3 else 0.0)) - 95.0 * loss_pct / (loss_pct + 4.3)
-    if r < 0:
-        return 1.0
-    if r > 100:
-        return 4.5
-    return 1 + 0.035 * r + 7e-6 * r * (r - 60) * (100 - r)
 
 
 def _row(source: str, stream_id, ssrc, ccid, track, stats: Mapping, discarded: int) -> dict:

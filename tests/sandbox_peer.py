@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import WSMsgType, web
-from waiting import wait_until
+from waiting import timeout, wait_until
 
 
 @dataclass
@@ -77,7 +77,7 @@ class Peer:
     # --- lifecycle ---------------------------------------------------------------------
     def start(self) -> Peer:
         self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
+        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(timeout(10))
         return self
 
     async def _start(self) -> None:
@@ -102,9 +102,9 @@ class Peer:
             for t in self._udp_transports:
                 t.close()
             await self._runner.cleanup()
-        asyncio.run_coroutine_threadsafe(_stop(), self._loop).result(10)
+        asyncio.run_coroutine_threadsafe(_stop(), self._loop).result(timeout(10))
         self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
+        self._thread.join(timeout(5))
         self._loop.close()
 
     def __enter__(self) -> Peer:
@@ -160,7 +160,7 @@ class Peer:
     # --- helpers for tests ------------------------------------------------------------------
     def send(self, conn: WsConn, text: str) -> None:
         """Send a text frame back to the sandbox on ``conn`` (bidirectional tests)."""
-        asyncio.run_coroutine_threadsafe(conn.ws.send_str(text), self._loop).result(5)
+        asyncio.run_coroutine_threadsafe(conn.ws.send_str(text), self._loop).result(timeout(5))
 
     def events(self, ccid: str | None = None) -> list[Webhook]:
         """Delivered (2xx) webhooks, optionally of one call, in arrival order."""
@@ -198,7 +198,7 @@ class _Udp(asyncio.DatagramProtocol):
 
 
 def parse_rtp(data: bytes) -> dict[str, Any]:
-    """Independent RTP/STREP parser (reference §4)."""
+    """Independent RTP/STREP parser (docs/protocol.md, "RTP fork")."""
     strep = None
     if data[0] >> 6 == 0b11:
         strep = {"version": (data[0] >> 2) & 0xF, "leg": (data[0] >> 1) & 1, "direction": data[0] & 1,

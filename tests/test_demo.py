@@ -7,13 +7,15 @@ import wave
 
 import telnyx_nb as tnb
 
+from waiting import timeout
+
 
 def test_demo_command_runs_two_calls_and_saves_a_loadable_session(tmp_path):
     command = shutil.which("telnyx-nb") or f"{sys.executable} -m telnyx_nb.cli"
     session = tmp_path / "session"
     result = subprocess.run(
         [*command.split(), "demo", "--session-dir", str(session)],
-        capture_output=True, text=True, timeout=180,
+        capture_output=True, text=True, timeout=timeout(180),
     )
     assert result.returncode == 0, result.stderr
     out = result.stdout

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import telnyx
-from waiting import wait_until
+from waiting import timeout, wait_until
 
 import telnyx_nb as tnb
 from telnyx_nb.sandbox import Scenario
@@ -47,7 +47,7 @@ def run_call(sb, rx, to: str, codec: str, start, scenario: Scenario | None = Non
     wait_until(lambda: sb.call_state(ccid) == "answered")
     start(client, ccid)
     wait_until(lambda: sb.call_state(ccid) == "ended")
-    sb.wait_webhooks()
+    sb.wait_webhooks(timeout(10))
     wait_until(lambda: "call.hangup" in set(rx.events["event_type"]))
     return ccid
 
@@ -167,7 +167,7 @@ def test_a_failed_fork_start_leaves_no_claim_behind(sb, rx):
         tnb.start_forking(client, a, rx, stream_type="raw")  # not a fork_start stream_type: 422 10032
     tnb.start_forking(client, b, rx)
     wait_until(lambda: sb.call_state(b) == "ended")
-    sb.wait_webhooks()
+    sb.wait_webhooks(timeout(10))
     wait_until(lambda: len(rx.rtp) > 0 and "call.fork.stopped" in set(rx.events["event_type"]))
     assert set(rx.rtp["call_control_id"]) == {b}
     assert set(rx.quality().query("source == 'fork'")["call_control_id"]) == {b}

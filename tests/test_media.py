@@ -11,7 +11,7 @@ from telnyx_nb.wire import media
 
 SID = "32DE0DEA-53CB-4B21-89A4-9E1819C043BC"
 
-# Every frame example in ../shared/reference/telnyx-protocol.md section 3.
+# Every frame example of docs/protocol.md, "Media-stream frames from Telnyx" (and "... from the application").
 REFERENCE_EXAMPLES = {
     "connected": '{"event":"connected","version":"1.0.0"}',
     "connected_token": '{"event":"connected","version":"1.0.0","connected":{"x-telnyx-streaming-auth-token":"your-auth-token"}}',

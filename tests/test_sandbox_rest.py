@@ -9,6 +9,7 @@ import pytest
 import telnyx
 
 from sandbox_peer import dial
+from waiting import await_until
 
 ACTIONS = ["start_streaming", "stop_streaming", "start_forking", "stop_forking", "start_transcription",
            "stop_transcription"]
@@ -65,8 +66,7 @@ async def adial(aclient, sb, peer) -> str:
     call = await aclient.calls.dial(connection_id=sb.connection_id, to="+15550100", from_="+15550199",
                                     webhook_url=peer.webhook_url)
     ccid = call.data.call_control_id
-    while "call.answered" not in peer.types(ccid):
-        await asyncio.sleep(0.02)
+    await await_until(lambda: "call.answered" in peer.types(ccid), what="call.answered")
     return ccid
 
 
@@ -78,8 +78,8 @@ def test_every_action_async(sb, peer):
             response = await getattr(aclient.calls.actions, action)(ccid, command_id=f"a-{action}",
                                                                     **action_kwargs(peer, action))
             assert response.data.result == "ok", action
-            while action == "start_streaming" and "streaming.started" not in peer.types(ccid):
-                await asyncio.sleep(0.02)
+            if action == "start_streaming":
+                await await_until(lambda: "streaming.started" in peer.types(ccid), what="streaming.started")
         with pytest.raises(telnyx.UnprocessableEntityError) as err:
             await aclient.calls.actions.stop_forking(ccid)
         assert err.value.body["errors"][0]["code"] == "90031"

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import io
 import threading
-import time
 
 import numpy as np
 import pandas as pd
@@ -14,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from telnyx_nb.quality import e_model_mos
+from telnyx_nb.emodel import e_model_mos
 from telnyx_nb.sandbox import Scenario, library_names, serve
 from telnyx_nb.sandbox.errors import CATALOGUE, ApiError
 from telnyx_nb.sandbox.ground_truth import GroundTruth
@@ -24,6 +23,8 @@ from telnyx_nb.sandbox.playback import Playback
 from telnyx_nb.sandbox.quality_stats import call_quality_stats
 from telnyx_nb.sandbox.scenarios import get_scenario
 from telnyx_nb.sandbox.transcription import Transcriber
+
+from waiting import await_until, timeout, wait_until
 
 
 def test_playback_marks_follow_the_audio_before_them():
@@ -131,37 +132,36 @@ def test_ground_truth_frame_types_and_payloads():
 
 
 def test_media_clock_spreads_calls_over_slots_and_keeps_pace():
-    async def run() -> tuple[dict, dict]:
+    async def run() -> tuple[dict, dict, int]:
         clock = MediaClock(slots=4)
         seen: dict[int, list[tuple[int, float]]] = {key: [] for key in range(8)}
         clock.start(asyncio.get_running_loop())
         for key in seen:
             clock.subscribe(key, lambda k, deadline, key=key: (seen[key].append((k, deadline)), clock.record_send(deadline)))
-        await asyncio.sleep(0.3)
+        await await_until(lambda: all(len(ticks) >= 10 for ticks in seen.values()), what="10 ticks for every call")
         clock.unsubscribe(0)
-        await asyncio.sleep(0.05)
+        unsubscribed_after = len(seen[0])
+        await await_until(lambda: len(seen[1]) >= unsubscribed_after + 3, what="ticks after the unsubscribe")
         await clock.stop()
-        return seen, clock.pacing()
+        return seen, clock.pacing(), unsubscribed_after
 
-    seen, pacing = asyncio.run(run())
+    seen, pacing, unsubscribed_after = asyncio.run(run())
     for key, ticks in seen.items():
         ks = [k for k, _ in ticks]
         assert ks == list(range(ks[0], ks[0] + len(ks)))  # one tick every period, none skipped
         assert all(abs((b - a) - 0.020) < 1e-9 for (_, a), (_, b) in zip(ticks, ticks[1:]))  # absolute deadlines
     phases = {round((ticks[0][1] * 1000) % 20, 3) for ticks in seen.values()}
     assert len(phases) == 4  # two calls per slot, four slots
-    assert len(seen[0]) < len(seen[1]) and pacing["n"] == sum(len(t) for t in seen.values())
+    assert len(seen[0]) == unsubscribed_after < len(seen[1]) and pacing["n"] == sum(len(t) for t in seen.values())
 
 
 def test_serve_prints_the_environment_and_stops():
     out, stop = io.StringIO(), threading.Event()
     thread = threading.Thread(target=serve, kwargs={"out": out, "stop": stop})
     thread.start()
-    deadline = time.monotonic() + 10
-    while "running" not in out.getvalue() and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_until(lambda: "running" in out.getvalue(), what="the sandbox to print 'running'")
     stop.set()
-    thread.join(10)
+    thread.join(timeout(10))
     lines = out.getvalue().splitlines()
     names = [line.split("=")[0] for line in lines if line.startswith("export ")]
     assert names == ["export TELNYX_BASE_URL", "export TELNYX_API_KEY", "export TELNYX_PUBLIC_KEY", "export TELNYX_CONNECTION_ID"]

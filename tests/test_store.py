@@ -1,4 +1,4 @@
-"""store.py: append-only tables, snapshots under concurrent appends, assembly, session files."""
+"""telnyx_nb.store and session: append-only tables, snapshots under concurrent appends, assembly, session files."""
 
 import json
 import threading
@@ -8,8 +8,13 @@ import pandas as pd
 import pytest
 
 import telnyx_nb as tnb
-from telnyx_nb.store import Store, assemble, excerpt, utc
+from telnyx_nb.audio import assemble
+from telnyx_nb.session import StoreSession
+from telnyx_nb.store import Store
+from telnyx_nb.store.columns import excerpt, utc
 from telnyx_nb.wire import codecs, media
+
+from waiting import timeout
 
 
 def start(sid="s", ccid="v3:c", encoding="PCMU", rate=8000):
@@ -64,25 +69,13 @@ def test_snapshots_are_consistent_while_appending():
             assert len(store.payload("frames", 0)) >= 160 * len(frames)
     finally:
         stop.set()
-        thread.join()
+        thread.join(timeout(10))
+    assert not thread.is_alive()
     assert sizes == sorted(sizes) and sizes[-1] > 0
 
 
-class _StoreSession(tnb.store.Session):
-    """The read side over a bare Store, as the Receiver wires it."""
-
-    def __init__(self, store):
-        self._store = store
-
-    def _table(self, name):
-        return self._store.table(name)
-
-    def _payload(self, kind, key):
-        return self._store.payload(kind, key)
-
-
 def test_empty_session_saves_and_loads(tmp_path):
-    path = _StoreSession(Store()).save(tmp_path / "empty")
+    path = StoreSession(Store()).save(tmp_path / "empty")
     loaded = tnb.load(path)
     assert loaded.frames.empty and loaded.quality().empty
     assert str(loaded.events["received_at"].dtype) == "datetime64[ns, UTC]"
@@ -112,7 +105,7 @@ def test_audio_rejects_unknown_source_and_codec():
     store = Store()
     info = store.start_stream(start(encoding="OPUS", rate=48000), 1, 0, False)
     store.add_frame(info, "inbound", 2, 1, 0, b"\x01\x02", 2)
-    session = _StoreSession(store)
+    session = StoreSession(store)
     with pytest.raises(codecs.UnsupportedCodecError):
         session.audio("v3:c")
     with pytest.raises(ValueError, match="source"):

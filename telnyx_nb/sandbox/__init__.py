@@ -10,8 +10,8 @@ validation), ``errors`` (error bodies), ``calls`` (state machine and commands),
 ``impairments``, ``ground_truth``, ``quality_stats``, ``emulator`` (the thread + public API),
 ``shell`` (``serve``, for the command line).
 
-Where Telnyx's documentation is silent, the sandbox chooses (reference = the project's
-``telnyx-protocol.md``):
+Where Telnyx's documentation is silent, the sandbox chooses (the protocol facts are in
+``docs/protocol.md``; its section "Where Telnyx is silent: the project's choices" points here):
 
 * **Media timing.** 20 ms frames: 160 bytes PCMU/PCMA at 8 kHz, 640 bytes L16 at 16 kHz.
   ``sequence_number`` counts every frame of a stream from 1 (``start`` is 1; ``connected``

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import random
 import socket
 import time
 import uuid
@@ -96,7 +97,7 @@ class Call:
         self.impairment: Impairment | None = None
         self._channels: dict[str, Channel] = {}
         self._frames: dict[str, tuple[dict[str, bytes], int]] = {}  # wire encoding -> (payload tracks, frame size)
-        self._webhook_rng = None
+        self._webhook_rng: random.Random | None = None
         self.ground_truth = GroundTruth()
         self.commands: dict[str, float] = {}
         self._scripted_dtmf = deque(self.scenario.dtmf)
@@ -402,17 +403,21 @@ class CallControl:
         else:
             wanted = {"rx": params["rx"], "tx": params["tx"]}
         loop = asyncio.get_running_loop()
-        resolved = {}
+        resolved: dict[str, tuple[str, int]] = {}
         for side, target in wanted.items():
-            host, port = parse_udp_target(target)  # type: ignore[misc]  # validated already
+            pointer = "/target" if params.get("target") is not None else f"/{side}"
+            parsed = parse_udp_target(target)
+            if parsed is None:  # not reached: validate() has checked every target
+                raise ApiError("10003", f"{pointer[1:]} must look like udp:host:port.", pointer=pointer)
+            host, port = parsed
             try:
                 infos = await loop.getaddrinfo(host, port, family=socket.AF_INET, type=socket.SOCK_DGRAM)
             except OSError:
                 infos = []
             if not infos:
-                pointer = "/target" if params.get("target") is not None else f"/{side}"
                 raise ApiError("10003", f"Cannot resolve {host!r} to an IPv4 address.", pointer=pointer)
-            resolved[side] = infos[0][4][:2]
+            address = infos[0][4]  # AF_INET: (host, port)
+            resolved[side] = (str(address[0]), int(address[1]))
         return resolved
 
     def _start_stream(self, call: Call, params: dict[str, Any]) -> None:

@@ -1,21 +1,21 @@
-"""``Sandbox``: the emulator on its own event loop thread, with a synchronous, thread-safe API.
-
-The loop is uvloop's when it is importable (faster, and free of stock asyncio's 256 KiB
-read-buffer cost per small message), else stock asyncio. Public methods hop onto that loop
-and wait for the result, so they can be called from a notebook cell or any thread.
+"""``Sandbox``: the emulator on its own event loop thread (``telnyx_nb.loopthread``), with a
+synchronous, thread-safe API: public methods hop onto that loop and wait for the result, so
+they can be called from a notebook cell or any thread.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import secrets
-import threading
 from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import pandas as pd
 from aiohttp import web
 
+from telnyx_nb.loopthread import LoopThread
 from telnyx_nb.sandbox.calls import Call, CallControl, Route
 from telnyx_nb.sandbox.ground_truth import GroundTruth
 from telnyx_nb.sandbox.impairments import GilbertElliott, Impairment
@@ -32,14 +32,7 @@ __all__ = ["Sandbox"]
 
 T = TypeVar("T")
 _CALL_TIMEOUT_S = 30.0
-
-
-def _new_loop() -> asyncio.AbstractEventLoop:
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
+_STOP_TIMEOUT_S = 5.0
 
 
 class Sandbox:
@@ -82,11 +75,10 @@ class Sandbox:
         self._default_route = Route(get_scenario(scenario), _codec(codec)).prepare()
         self._webhook_url = webhook_url
         self._ring_s = ring_s
-        self._sender_options = {"attempts": webhook_attempts, "backoff_s": webhook_backoff_s, "timeout_s": webhook_timeout_s}
+        self._new_sender = functools.partial(WebhookSender, self._signer, attempts=webhook_attempts,
+                                             backoff_s=webhook_backoff_s, timeout_s=webhook_timeout_s)
         self._clock_slots = clock_slots
-        self._use_uvloop = use_uvloop
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
+        self._io = LoopThread("telnyx_nb-sandbox", "auto" if use_uvloop else "asyncio")
         self._control: CallControl | None = None
         self._clock: MediaClock | None = None
         self._runner: web.AppRunner | None = None
@@ -95,11 +87,9 @@ class Sandbox:
     # --- lifecycle -------------------------------------------------------------------
     def start(self) -> Sandbox:
         """Start the loop thread and the server; returns once it is listening."""
-        if self._thread is not None:
+        if self._io.running:
             return self
-        self._loop = _new_loop() if self._use_uvloop else asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="telnyx_nb-sandbox", daemon=True)
-        self._thread.start()
+        self._io.start()
         try:
             self._call(self._astart())
         except BaseException:
@@ -109,10 +99,10 @@ class Sandbox:
 
     async def _astart(self) -> None:
         self._clock = MediaClock(self._clock_slots)
-        self._sender = WebhookSender(self._signer, **self._sender_options)
+        self._sender = self._new_sender()
         await self._sender.start()
-        self._control = CallControl(host=self.host, connection_id=self.connection_id, clock=self._clock, sender=self._sender,
-                                    ring_s=self._ring_s, default_route=self._default_route,
+        self._control = CallControl(host=self.host, connection_id=self.connection_id, clock=self._clock,
+                                    sender=self._sender, ring_s=self._ring_s, default_route=self._default_route,
                                     default_webhook_url=self._webhook_url)
         await self._control.start()
         self._runner = web.AppRunner(make_app(self._control, self.api_key), access_log=None)
@@ -124,26 +114,19 @@ class Sandbox:
 
     def stop(self) -> None:
         """Hang up every live call (stop frames, webhooks best effort), then shut down."""
-        if self._loop is None:
+        if not self._io.running:
             return
-        if self._loop.is_running():
-            try:
-                self._call(self._astop())
-            finally:
-                self._loop.call_soon_threadsafe(self._loop.stop)
-                if self._thread is not None:
-                    self._thread.join(timeout=5)
-        self._loop.close()
-        self._loop = self._thread = None
+        try:
+            self._call(self._astop())
+        finally:
+            self._io.stop(_STOP_TIMEOUT_S)
 
     async def _astop(self) -> None:
         if self._control is not None:
             await self._control.close()
         if self._sender is not None:
-            try:
+            with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._sender.drain(), 2.0)
-            except asyncio.TimeoutError:
-                pass
             await self._sender.close()
         if self._clock is not None:
             await self._clock.stop()
@@ -157,10 +140,10 @@ class Sandbox:
         self.stop()
 
     def _call(self, coro: Coroutine[Any, Any, T], timeout: float = _CALL_TIMEOUT_S) -> T:
-        if self._loop is None or not self._loop.is_running():
+        if not self._io.running:
             coro.close()
             raise RuntimeError("the sandbox is not running; call start() first")
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+        return self._io.run(coro, timeout)
 
     # --- connection details --------------------------------------------------------------
     @property
@@ -190,18 +173,21 @@ class Sandbox:
     def route(self, to: str, scenario: str | Scenario = "support_call", *, codec: str = "PCMU") -> None:
         """Calls dialled to ``to`` play ``scenario`` with the call codec ``codec`` (PCMU/PCMA)."""
         route = Route(get_scenario(scenario), _codec(codec)).prepare()
-        self._call(self._on_loop(lambda: self._control.routes.__setitem__(to, route)))
+        control = _running(self._control)
+        self._call(self._on_loop(lambda: control.routes.__setitem__(to, route)))
 
     def incoming_call(self, to: str = "+15550100", from_: str = "+15550199", *, webhook_url: str | None = None,
                       scenario: str | Scenario | None = None, codec: str = "PCMU") -> str:
         """Simulate an incoming call: ``call.initiated`` (direction incoming) to ``webhook_url``;
         the application answers it with ``client.calls.actions.answer(ccid)``. Returns the ccid."""
         route = Route(get_scenario(scenario), _codec(codec)).prepare() if scenario is not None else None
-        return self._call(self._on_loop(lambda: self._control.incoming(to=to, from_=from_, webhook_url=webhook_url, route=route)))
+        control = _running(self._control)
+        return self._call(self._on_loop(lambda: control.incoming(to=to, from_=from_, webhook_url=webhook_url,
+                                                                 route=route)))
 
     def hangup(self, call_control_id: str) -> None:
         """The far end hangs up now (``call.hangup`` with ``hangup_source`` of the far side)."""
-        self._with_call(call_control_id, self._control.far_end_hangup)
+        self._with_call(call_control_id, _running(self._control).far_end_hangup)
 
     def send_dtmf(self, call_control_id: str, digits: str) -> None:
         """The far end presses ``digits``: one per 20 ms tick, as ``dtmf`` frames on the stream
@@ -218,9 +204,9 @@ class Sandbox:
         """Impair the call's media (stream and fork) and webhooks from now on; replaces earlier
         settings. ``burst``: Gilbert–Elliott ``{"p", "r", "loss_good", "loss_bad"}`` or a tuple
         in that order. Returns the settings, with ``seed`` filled in when it was None."""
-        impairment = Impairment(loss=loss, burst=burst, jitter_ms=jitter_ms, reorder=reorder, duplicate=duplicate,
-                                codec_mismatch=codec_mismatch, drop_ws_after_s=drop_ws_after_s, seed=seed,
-                                webhook_duplicate=webhook_duplicate, webhook_reorder=webhook_reorder)
+        impairment = Impairment(loss=loss, burst=GilbertElliott.coerce(burst), jitter_ms=jitter_ms, reorder=reorder,
+                                duplicate=duplicate, codec_mismatch=codec_mismatch, drop_ws_after_s=drop_ws_after_s,
+                                seed=seed, webhook_duplicate=webhook_duplicate, webhook_reorder=webhook_reorder)
         self._with_call(call_control_id, lambda call: call.impair(impairment))
         return impairment
 
@@ -236,20 +222,24 @@ class Sandbox:
 
     def pacing(self, reset: bool = False) -> dict[str, float]:
         """Media pacing error (send time − deadline) over every frame/packet sent, in ms."""
-        return self._call(self._on_loop(lambda: self._clock.pacing(reset)))
+        clock = _running(self._clock)
+        return self._call(self._on_loop(lambda: clock.pacing(reset)))
 
     def webhook_stats(self) -> dict[str, int]:
         """Webhooks queued, delivered, failed (given up), duplicated, and attempts made."""
-        return self._call(self._on_loop(lambda: dict(self._sender.stats)))
+        sender = _running(self._sender)
+        return self._call(self._on_loop(lambda: dict(sender.stats)))
 
     def wait_webhooks(self, timeout: float = 10.0) -> None:
         """Block until every queued webhook is delivered or given up."""
-        self._call(asyncio.wait_for(self._sender.drain(), timeout), timeout + 1)
+        self._call(asyncio.wait_for(_running(self._sender).drain(), timeout), timeout + 1)
 
     def _with_call(self, call_control_id: str, fn: Callable[[Call], T]) -> T:
         """Run ``fn(call)`` on the loop; KeyError for an unknown call_control_id."""
+        control = _running(self._control)
+
         def run() -> T:
-            call = self._control.calls.get(call_control_id)
+            call = control.calls.get(call_control_id)
             if call is None:
                 raise KeyError(f"no call with call_control_id {call_control_id!r}")
             return fn(call)
@@ -260,7 +250,16 @@ class Sandbox:
         return fn()
 
 
-def _codec(codec: str) -> str:
-    if codec not in ("PCMU", "PCMA"):
-        raise ValueError(f"a call's codec is PCMU or PCMA, got {codec!r}")
-    return codec
+def _codec(codec: str) -> Literal["PCMU", "PCMA"]:
+    if codec == "PCMU":
+        return "PCMU"
+    if codec == "PCMA":
+        return "PCMA"
+    raise ValueError(f"a call's codec is PCMU or PCMA, got {codec!r}")
+
+
+def _running(part: T | None) -> T:
+    """A part the sandbox creates in ``start()``; RuntimeError before that."""
+    if part is None:
+        raise RuntimeError("the sandbox is not running; call start() first")
+    return part

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from telnyx_nb.wire import codecs, rtp
 
@@ -24,7 +24,9 @@ if TYPE_CHECKING:
 __all__ = ["Fork", "DIRECTIONS"]
 
 #: fork direction -> (scenario track, STREP direction)
-DIRECTIONS = {"rx": ("inbound", "received"), "tx": ("outbound", "transmitted")}
+DIRECTIONS: dict[str, tuple[str, Literal["received", "transmitted"]]] = {
+    "rx": ("inbound", "received"), "tx": ("outbound", "transmitted"),
+}
 
 
 class _Direction:
@@ -50,6 +52,9 @@ class Fork:
         self.transport = transport
         self.stream_type = stream_type
         self.codec = codecs.get_codec(call.codec)
+        if self.codec.rtp_payload_type is None:  # calls are PCMU or PCMA: never reached
+            raise ValueError(f"{call.codec} has no static RTP payload type to fork with")
+        self.payload_type: int = self.codec.rtp_payload_type
         leg = uuid.UUID(call.leg_id)
         self.directions = [
             _Direction(name, address, rtp.StrepHeader(leg, "A", DIRECTIONS[name][1]) if strep else None)
@@ -71,11 +76,12 @@ class Fork:
         script, size = source
         for d in self.directions:
             payload = script[d.track][i * size:(i + 1) * size]
-            packet = rtp.RtpPacket(self.codec.rtp_payload_type, d.seq, d.timestamp, d.ssrc, payload, marker=d.first)
+            packet = rtp.RtpPacket(self.payload_type, d.seq, d.timestamp, d.ssrc, payload, marker=d.first)
             data = rtp.build_fork_packet(rtp.ForkPacket(packet, d.strep))
             channel = call.channel("fork", d.name)
             fate, delay = channel.next() if channel is not None else ("delivered", 0.0)
-            call.ground_truth.add_fork(d.name, d.seq, d.timestamp, d.ssrc, wall_ns, fate, delay, i, source, len(payload))
+            call.ground_truth.add_fork(d.name, d.seq, d.timestamp, d.ssrc, wall_ns, fate, delay, i, source,
+                                       len(payload))
             d.seq = (d.seq + 1) & 0xFFFF
             d.timestamp = (d.timestamp + step) & 0xFFFFFFFF
             d.first = False

@@ -13,12 +13,12 @@ media clock's deadline); ``delay_ms`` the extra delay an impairment added on top
 from __future__ import annotations
 
 from array import array
-from typing import Union
+from typing import Any, TypedDict
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["GroundTruth", "COLUMNS", "Source"]
+__all__ = ["GroundTruth", "COLUMNS", "Source", "Snapshot"]
 
 COLUMNS = ("path", "track", "chunk", "seq", "sent_at", "fate", "delay_ms", "stream_id", "ssrc",
            "rtp_timestamp", "timestamp", "sequence_number", "frame", "n_bytes")
@@ -32,7 +32,27 @@ _NA = -1
 _INT_COLUMNS = ("chunk", "seq", "ssrc", "rtp_timestamp", "timestamp", "sequence_number", "frame")
 
 #: Where a payload came from: (encoded script tracks, frame size) — or the bytes themselves.
-Source = Union[tuple[dict[str, bytes], int], bytes]
+Source = tuple[dict[str, bytes], int] | bytes
+
+
+class Snapshot(TypedDict):
+    """Copies of a GroundTruth's columns, one entry per row (``GroundTruth.snapshot``)."""
+
+    path: array[int]
+    track: array[int]
+    fate: array[int]
+    sent_at: array[int]
+    delay_ms: array[float]
+    n_bytes: array[int]
+    chunk: array[int]
+    seq: array[int]
+    ssrc: array[int]
+    rtp_timestamp: array[int]
+    timestamp: array[int]
+    sequence_number: array[int]
+    frame: array[int]
+    stream_id: list[str | None]
+    source: list[Source]
 
 
 class GroundTruth:
@@ -46,7 +66,7 @@ class GroundTruth:
         self._sent_at, self._delay_ms, self._n_bytes = array("q"), array("d"), array("i")
         self._ints = {name: array("q") for name in _INT_COLUMNS}
         self._stream_id, self._source = array("i"), array("i")  # indexes into _values
-        self._values: list[object] = [None]  # distinct stream ids and payload sources
+        self._values: list[Any] = [None]  # distinct stream ids (str | None) and payload sources (Source)
         self._value_index: dict[int, int] = {id(None): 0}
 
     def _intern(self, value: object) -> int:
@@ -67,7 +87,7 @@ class GroundTruth:
         self._n_bytes.append(n_bytes)
         self._stream_id.append(self._intern(stream_id))
         self._source.append(self._intern(source))
-        for column, value in zip(self._ints.values(), ints):
+        for column, value in zip(self._ints.values(), ints, strict=True):
             column.append(value)
 
     def add_stream(self, track: str, chunk: int, sequence_number: int, timestamp: int, sent_at_ns: int, fate: str,
@@ -80,38 +100,41 @@ class GroundTruth:
         self._add(1, track, sent_at_ns, fate, delay_s, n_bytes, None, source,
                   (_NA, seq, ssrc, rtp_timestamp, _NA, _NA, frame))
 
-    def snapshot(self) -> dict[str, object]:
+    def snapshot(self) -> Snapshot:
         """Copies of the columns (call on the loop thread; build the frame anywhere)."""
-        snap: dict[str, object] = {name: array(col.typecode, col) for name, col in self._ints.items()}
+        ints = {name: array(col.typecode, col) for name, col in self._ints.items()}
         values = list(self._values)
-        snap.update(path=array("b", self._path), track=array("b", self._track), fate=array("b", self._fate),
-                    sent_at=array("q", self._sent_at), delay_ms=array("d", self._delay_ms),
-                    n_bytes=array("i", self._n_bytes), stream_id=[values[i] for i in self._stream_id],
-                    source=[values[i] for i in self._source])
-        return snap
+        return Snapshot(
+            path=array("b", self._path), track=array("b", self._track), fate=array("b", self._fate),
+            sent_at=array("q", self._sent_at), delay_ms=array("d", self._delay_ms), n_bytes=array("i", self._n_bytes),
+            chunk=ints["chunk"], seq=ints["seq"], ssrc=ints["ssrc"], rtp_timestamp=ints["rtp_timestamp"],
+            timestamp=ints["timestamp"], sequence_number=ints["sequence_number"], frame=ints["frame"],
+            stream_id=[values[i] for i in self._stream_id], source=[values[i] for i in self._source],
+        )
 
     def fates(self, tracks: tuple[str, ...]) -> dict[str, int]:
         """Counts of each fate over rows on ``tracks`` (for call_quality_stats)."""
         codes = {_TRACK_CODE[t] for t in tracks}
         counts = [0, 0, 0]
-        for track, fate in zip(self._track, self._fate):
+        for track, fate in zip(self._track, self._fate, strict=True):
             if track in codes:
                 counts[fate] += 1
-        return dict(zip(_FATES, counts))
+        return dict(zip(_FATES, counts, strict=True))
 
     def delays_ms(self, tracks: tuple[str, ...]) -> list[float]:
         """Added delays of the rows on ``tracks`` that were sent."""
         codes = {_TRACK_CODE[t] for t in tracks}
         dropped = _FATE_CODE["dropped"]
-        return [d for t, f, d in zip(self._track, self._fate, self._delay_ms) if t in codes and f != dropped]
+        rows = zip(self._track, self._fate, self._delay_ms, strict=True)
+        return [d for t, f, d in rows if t in codes and f != dropped]
 
     @staticmethod
-    def to_frame(snap: dict[str, object], payloads: bool = False) -> pd.DataFrame:
+    def to_frame(snap: Snapshot, payloads: bool = False) -> pd.DataFrame:
         """The contract DataFrame: nullable Int64 counters, ns UTC ``sent_at``, string labels."""
-        def labels(codes: array, names: tuple[str, ...]) -> pd.Series:
+        def labels(codes: array[int], names: tuple[str, ...]) -> pd.Series:
             return pd.Series(np.asarray(names, dtype=object)[np.frombuffer(codes, dtype=np.int8)], dtype="string")
 
-        def nullable(values: array) -> pd.Series:
+        def nullable(values: array[int]) -> pd.Series:
             data = np.frombuffer(values, dtype=np.int64)
             return pd.Series(pd.arrays.IntegerArray(data.copy(), data == _NA))
 
@@ -134,7 +157,8 @@ class GroundTruth:
         })
         if payloads:
             frame["payload"] = pd.Series([
-                source if isinstance(source, bytes) else source[0][_SCRIPT_TRACK[_TRACKS[t]]][i * source[1]:(i + 1) * source[1]]
-                for source, t, i in zip(snap["source"], snap["track"], snap["frame"])
+                source if isinstance(source, bytes)
+                else source[0][_SCRIPT_TRACK[_TRACKS[t]]][i * source[1]:(i + 1) * source[1]]
+                for source, t, i in zip(snap["source"], snap["track"], snap["frame"], strict=True)
             ], dtype="object")
         return frame

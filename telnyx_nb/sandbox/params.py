@@ -1,8 +1,9 @@
 """Request-body validation for every sandbox endpoint, with Telnyx's error codes.
 
-The SDK validates nothing client-side (reference §0.10), so the emulator must: a wrong enum
-is 422 ``10032``, a missing required field 422 ``10004``, a bad URL 422 ``10003``, a value
-out of range 422 ``10033``, a wrong JSON type 400 ``10015`` — each with ``source.pointer``.
+The SDK validates nothing client-side (docs/protocol.md, "REST call-control actions"), so
+the emulator must: a wrong enum is 422 ``10032``, a missing required field 422 ``10004``, a
+bad URL 422 ``10003``, a value out of range 422 ``10033``, a wrong JSON type 400 ``10015`` —
+each with ``source.pointer``.
 Fields the sandbox does not act on are still type- and enum-checked, then ignored.
 """
 
@@ -75,7 +76,8 @@ def url(*schemes: str) -> Check:
             raise _type_error(pointer, "a string")
         parts = urlsplit(value) if len(value) <= MAX_URL else None
         if parts is None or parts.scheme.lower() not in schemes or not parts.hostname:
-            raise ApiError("10003", f"{pointer[1:]} must be a {'/'.join(schemes)} URL of at most {MAX_URL} characters.", pointer=pointer)
+            raise ApiError("10003", f"{pointer[1:]} must be a {'/'.join(schemes)} URL of at most {MAX_URL} characters.",
+                           pointer=pointer)
         return value
     return check
 
@@ -109,7 +111,8 @@ def obj(schema: Mapping[str, Check], *, required: tuple[str, ...] = ()) -> Check
             raise _type_error(pointer or "/", "an object")
         for name in required:
             if value.get(name) is None:
-                raise ApiError("10004", f"The '{name}' parameter is required and cannot be blank.", pointer=f"{pointer}/{name}")
+                raise ApiError("10004", f"The '{name}' parameter is required and cannot be blank.",
+                               pointer=f"{pointer}/{name}")
         out = dict(value)
         for name, field_check in schema.items():
             if value.get(name) is not None:
@@ -214,5 +217,6 @@ def validate(endpoint: str, body: Any) -> dict[str, Any]:
     if endpoint == "fork_start" and checked.get("target") is None:
         for side in ("rx", "tx"):
             if checked.get(side) is None:
-                raise ApiError("10004", f"Either 'target' or both 'rx' and 'tx' are required; '{side}' is missing.", pointer=f"/{side}")
+                raise ApiError("10004", f"Either 'target' or both 'rx' and 'tx' are required; '{side}' is missing.",
+                               pointer=f"/{side}")
     return checked

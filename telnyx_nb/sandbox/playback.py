@@ -2,8 +2,9 @@
 
 Telnyx plays ``media`` sent by the application in order, echoes a ``mark`` once the audio
 queued before it has finished playing (at once when nothing is queued), and on ``clear``
-drops the queued audio and echoes every queued mark (reference §3.4). Sans-I/O: the stream
-pushes decoded samples, the media clock pops one frame per tick.
+drops the queued audio and echoes every queued mark (docs/protocol.md, "Media-stream frames
+from the application"). Sans-I/O: the stream pushes decoded samples, the media clock pops one
+frame per tick.
 """
 
 from __future__ import annotations
@@ -67,7 +68,8 @@ class Playback:
         while items:
             head = items[0]
             if isinstance(head, str):
-                marks.append(items.popleft())
+                items.popleft()
+                marks.append(head)
                 continue
             if filled == self._frame:
                 break

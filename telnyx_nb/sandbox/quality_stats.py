@@ -4,14 +4,14 @@ Per direction (inbound = stream ``inbound`` + fork ``rx``; outbound = ``outbound
 over the call's ground truth: ``packet_count`` frames/packets sent (a duplicated one counts
 twice), ``skip_packet_count`` dropped ones, ``jitter_packet_count`` sent with extra delay,
 ``jitter_max_variance`` the spread of that delay in ms, and ``mos`` from the ITU-T G.107
-E-model for G.711 (``telnyx_nb.quality.e_model_mos``) with the loss and mean added delay. With no stream or
+E-model for G.711 (``telnyx_nb.emodel.e_model_mos``) with the loss and mean added delay. With no stream or
 fork, the counts are the call's 20 ms frames, none skipped. Telnyx sends every value as a
 string; so does the sandbox.
 """
 
 from __future__ import annotations
 
-from telnyx_nb.quality import e_model_mos
+from telnyx_nb.emodel import e_model_mos
 from telnyx_nb.sandbox.ground_truth import GroundTruth
 
 __all__ = ["call_quality_stats"]

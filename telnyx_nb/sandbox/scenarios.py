@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
-from typing import Literal
+from typing import Literal, TypeGuard
 
 import numpy as np
 
@@ -109,7 +109,9 @@ class Scenario:
         return cls._synthetic("silence", seconds, {}, transcript, dtmf, confidence)
 
     @classmethod
-    def _synthetic(cls, name, seconds, tones, transcript, dtmf, confidence) -> Scenario:
+    def _synthetic(cls, name: str, seconds: float, tones: dict[str, float],
+                   transcript: Iterable[tuple[str, float, float, str]], dtmf: Iterable[tuple[float, str]],
+                   confidence: float) -> Scenario:
         if not (seconds > 0 and math.isfinite(seconds)):
             raise ValueError(f"seconds must be a positive finite number, got {seconds!r}")
         utterances = tuple(sorted((_even_utterance(*item, confidence) for item in transcript), key=lambda u: u.end_s))
@@ -126,7 +128,8 @@ class Scenario:
     def encoded(self, encoding: str) -> dict[str, bytes]:
         """Both tracks encoded for the wire: PCMU/PCMA at 8 kHz, L16 at 16 kHz big-endian."""
         codec = codecs.get_codec(encoding)
-        return self._cached(("enc", codec.name), lambda: {t: codec.encode(s) for t, s in self.pcm(codec.sample_rate).items()})
+        return self._cached(("enc", codec.name),
+                            lambda: {t: codec.encode(s) for t, s in self.pcm(codec.sample_rate).items()})
 
     def _cached(self, key, make):
         with self._lock:
@@ -159,20 +162,24 @@ def _check_digit(digit: str) -> str:
     return digit
 
 
+def _is_track(track: str) -> TypeGuard[Track]:
+    return track in TRACKS
+
+
 def _even_utterance(track: str, start_s: float, end_s: float, text: str, confidence: float) -> Utterance:
-    if track not in TRACKS:
+    if not _is_track(track):
         raise ValueError(f"track must be 'inbound' or 'outbound', got {track!r}")
     if not 0 <= start_s < end_s:
         raise ValueError(f"utterance needs 0 <= start_s < end_s, got {start_s}, {end_s}")
     words = text.split() or [text]
     step = (end_s - start_s) / len(words)
     timed = tuple(Word(w, start_s + i * step, start_s + (i + 1) * step) for i, w in enumerate(words))
-    return Utterance(track, float(start_s), float(end_s), text, float(confidence), timed)  # type: ignore[arg-type]
+    return Utterance(track, float(start_s), float(end_s), text, float(confidence), timed)
 
 
 @cache
 def _manifest() -> dict:
-    with resources.files(__package__).joinpath(_DATA, "scenarios.json").open("rb") as handle:
+    with resources.files(__package__).joinpath(_DATA).joinpath("scenarios.json").open("rb") as handle:
         manifest = json.load(handle)
     if manifest.get("format") != 1:
         raise ValueError(f"unsupported scenarios.json format {manifest.get('format')!r}")
@@ -183,7 +190,8 @@ def _load_clip(clip: str, rate: int) -> np.ndarray:
     suffix = {8000: "8k", 16000: "16k"}.get(rate)
     if suffix is None:
         raise ValueError(f"speech clips exist at 8000 and 16000 Hz, not {rate}")
-    with resources.files(__package__).joinpath(_DATA, f"{clip}.{suffix}.wav").open("rb") as handle, wave.open(handle) as wav:
+    path = resources.files(__package__).joinpath(_DATA).joinpath(f"{clip}.{suffix}.wav")
+    with path.open("rb") as handle, wave.open(handle) as wav:
         if wav.getnchannels() != 1 or wav.getsampwidth() != 2 or wav.getframerate() != rate:
             raise ValueError(f"clip {clip} at {rate} Hz is not mono 16-bit PCM at that rate")
         return np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2").astype(np.int16)
@@ -191,7 +199,7 @@ def _load_clip(clip: str, rate: int) -> np.ndarray:
 
 def library_names() -> list[str]:
     """Names of the speech scenarios shipped as package data, plus ``tone`` and ``silence``."""
-    return sorted(_manifest()) + ["tone", "silence"]
+    return [*sorted(_manifest()), "tone", "silence"]
 
 
 @cache
@@ -204,7 +212,8 @@ def _library(name: str) -> Scenario:
         )
         for u in spec["utterances"]
     )
-    return Scenario(name, float(spec["duration_s"]), utterances, title=spec.get("title", ""), description=spec.get("description", ""))
+    return Scenario(name, float(spec["duration_s"]), utterances, title=spec.get("title", ""),
+                    description=spec.get("description", ""))
 
 
 @cache

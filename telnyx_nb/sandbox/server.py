@@ -39,7 +39,8 @@ async def _telnyx_errors(request: web.Request, handler) -> web.StreamResponse:
     try:
         auth = request.headers.get("Authorization", "")
         scheme, _, token = auth.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), request.app[_API_KEY].encode()):
+        api_key = request.app[_API_KEY]
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), api_key.encode()):
             raise ApiError("10009")
         return await handler(request)
     except ApiError as exc:

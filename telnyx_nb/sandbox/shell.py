@@ -12,7 +12,8 @@ from telnyx_nb.sandbox.emulator import Sandbox
 __all__ = ["serve"]
 
 
-def serve(host: str = "127.0.0.1", port: int = 0, *, out: TextIO | None = None, stop: threading.Event | None = None) -> None:
+def serve(host: str = "127.0.0.1", port: int = 0, *, out: TextIO | None = None,
+          stop: threading.Event | None = None) -> None:
     """Start a sandbox, print ``export`` lines for the SDK's environment variables, and block
     until Ctrl-C / SIGTERM (or ``stop`` is set, for embedding)."""
     out = out or sys.stdout

@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
-from telnyx_nb.audio import resample
 from telnyx_nb.sandbox.playback import Playback
 from telnyx_nb.wire import codecs, media
 
@@ -276,7 +275,7 @@ class MediaStream:
             self._app_error(100003, str(exc))
             return
         rate = 8000 if self.app_codec in ("PCMU", "PCMA") else self.app_rate
-        if not self.playback.push_audio(resample(samples, rate, self.codec.sample_rate)):
+        if not self.playback.push_audio(codecs.resample(samples, rate, self.codec.sample_rate)):
             self._app_error(100005, "playback queue is full")
 
     def _echo_mark(self, name: str) -> None:

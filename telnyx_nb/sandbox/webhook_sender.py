@@ -11,6 +11,7 @@ fresh each time) with backoff ``backoff_s·2^(n-1)`` between them; then it is gi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import Counter, deque
 from dataclasses import dataclass, field
@@ -100,10 +101,8 @@ class WebhookSender:
                 if item.hold:
                     if not queue.items:
                         queue.arrived.clear()
-                        try:
+                        with contextlib.suppress(asyncio.TimeoutError):
                             await asyncio.wait_for(queue.arrived.wait(), REORDER_WAIT_S)
-                        except asyncio.TimeoutError:
-                            pass
                     if queue.items:
                         await self._deliver(queue.items.popleft())
                 await self._deliver(item)

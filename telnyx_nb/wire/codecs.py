@@ -10,10 +10,13 @@ slower per sample.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import Literal
 
 import numpy as np
+
+from telnyx_nb.wire.errors import TelnyxNbError
 
 __all__ = [
     "Codec",
@@ -25,13 +28,15 @@ __all__ = [
     "l16_decode",
     "l16_encode",
     "get_codec",
+    "to_int16",
+    "resample",
     "CODECS",
 ]
 
 ByteOrder = Literal["big", "little"]
 
 
-class UnsupportedCodecError(ValueError):
+class UnsupportedCodecError(TelnyxNbError, ValueError):
     """An encoding name this toolkit cannot decode (e.g. OPUS, G722, AMR-WB)."""
 
 
@@ -174,3 +179,25 @@ def get_codec(name: str, *, l16_byteorder: ByteOrder = "big") -> Codec:
         raise UnsupportedCodecError(
             f"cannot decode encoding {name!r}; supported: {', '.join(CODECS)}"
         ) from None
+
+
+def to_int16(samples: np.ndarray) -> np.ndarray:
+    """int16 as is; floats are taken as [-1, 1] and scaled; other integers are clipped."""
+    samples = np.asarray(samples)
+    if samples.dtype == np.int16:
+        return samples
+    if samples.dtype.kind == "f":
+        samples = np.round(samples * 32767)
+    return np.clip(samples, -32768, 32767).astype(np.int16)
+
+
+def resample(samples: np.ndarray, rate: int, target: int) -> np.ndarray:
+    """int16 samples at ``rate`` Hz to int16 at ``target`` Hz, by linear interpolation.
+
+    No anti-alias filter: good enough for speech played into a call, not for analysis.
+    """
+    samples = np.asarray(samples, dtype=np.int16)
+    if rate == target or not len(samples):
+        return samples
+    n = round(len(samples) * target / rate)
+    return np.round(np.interp(np.arange(n) * (rate / target), np.arange(len(samples)), samples)).astype(np.int16)

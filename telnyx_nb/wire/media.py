@@ -18,13 +18,16 @@ from __future__ import annotations
 import base64
 import binascii
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Union
 
 import orjson
 
+from telnyx_nb.wire.errors import INT64_MAX, INT64_MIN, ProtocolError, Reason
+
 __all__ = [
+    "FRAME_MS",
     "FrameError",
     "ERROR_CODES",
     "MediaFormat",
@@ -47,6 +50,12 @@ __all__ = [
 
 AUTH_TOKEN_HEADER = "x-telnyx-streaming-auth-token"
 
+#: Duration of one ``media`` frame, milliseconds: the standard 20 ms telephony ptime (160 PCMU
+#: bytes at 8 kHz). Telnyx's documentation does not state it (docs/protocol.md, "Codecs and
+#: frame sizes"); the sandbox sends one frame per track every FRAME_MS and stamps
+#: ``timestamp = FRAME_MS * (chunk - 1)``.
+FRAME_MS = 20
+
 #: WebSocket error frame codes (integers, unlike REST error codes).
 ERROR_CODES: dict[int, tuple[str, str]] = {
     100002: ("unknown_error", "An unknown error occurred on the stream"),
@@ -62,18 +71,16 @@ MAX_CHANNELS = 8
 Track = Literal["inbound", "outbound"]
 
 
-class FrameError(ValueError):
+class FrameError(ProtocolError):
     """A frame that cannot be accepted.
 
-    ``reason`` is one of ``malformed_json``, ``not_an_object``, ``unknown_event``,
-    ``missing_field``, ``bad_field``, ``invalid_base64``. ``event`` and
+    ``reason`` is one of ``MALFORMED_JSON``, ``NOT_AN_OBJECT``, ``UNKNOWN_EVENT``,
+    ``MISSING_FIELD``, ``BAD_FIELD``, ``OUT_OF_RANGE``, ``INVALID_BASE64``. ``event`` and
     ``stream_id`` hold what could be read before the failure (else None).
     """
 
-    def __init__(self, reason: str, detail: str, *, event: str | None = None, stream_id: str | None = None) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
+    def __init__(self, reason: Reason, detail: str, *, event: str | None = None, stream_id: str | None = None) -> None:
+        super().__init__(reason, detail)
         self.event = event
         self.stream_id = stream_id
 
@@ -277,7 +284,7 @@ def dumps(frame: TelnyxFrame | AppFrame) -> str:
     return orjson.dumps(frame.to_dict()).decode("utf-8")
 
 
-def _fail(frame: Mapping[str, Any], reason: str, detail: str) -> FrameError:
+def _fail(frame: Mapping[str, Any], reason: Reason, detail: str) -> FrameError:
     """A FrameError carrying whatever event and stream id the frame has."""
     event, stream_id = frame.get("event"), frame.get("stream_id")
     return FrameError(
@@ -289,8 +296,8 @@ def _fail(frame: Mapping[str, Any], reason: str, detail: str) -> FrameError:
 
 def _absent_or_bad(frame: Mapping[str, Any], value: Any, key: str, expected: str) -> FrameError:
     if value is None:
-        return _fail(frame, "missing_field", f"{frame.get('event')} frame has no {key!r}")
-    return _fail(frame, "bad_field", f"{key!r} must be {expected}, got {value!r:.40}")
+        return _fail(frame, Reason.MISSING_FIELD, f"{frame.get('event')} frame has no {key!r}")
+    return _fail(frame, Reason.BAD_FIELD, f"{key!r} must be {expected}, got {value!r:.40}")
 
 
 # The field readers take the whole frame (for error context) and the object holding the field.
@@ -319,12 +326,25 @@ def _optional_text(frame: Mapping[str, Any], parent: Mapping[str, Any], key: str
 
 
 def _counter(frame: Mapping[str, Any], parent: Mapping[str, Any], key: str, default: int | None = None) -> int:
-    """A non-negative integer sent as a decimal string (ints are tolerated); ``default`` when absent."""
+    """A non-negative integer sent as a decimal string (ints are tolerated); ``default`` when absent.
+
+    Above INT64_MAX it is refused as ``OUT_OF_RANGE`` (every column that stores one is int64).
+    The bound costs nothing on the hot path: fewer than 19 digits always fit, so only longer
+    strings are converted and compared, and no string of any length is handed to ``int()``
+    with more than 19 significant digits.
+    """
     value = parent.get(key, default)
-    if type(value) is str and value.isdigit() and value.isascii() and len(value) <= 20:
-        return int(value)
+    if type(value) is str and value.isdigit() and value.isascii():
+        if len(value) < 19:
+            return int(value)
+        digits = value.lstrip("0") or "0"
+        if len(digits) < 19 or (len(digits) == 19 and int(digits) <= INT64_MAX):
+            return int(digits)
+        raise _fail(frame, Reason.OUT_OF_RANGE, f"{key!r} {value:.30} does not fit in int64")
     if type(value) is int and value >= 0:
-        return value
+        if value <= INT64_MAX:
+            return value
+        raise _fail(frame, Reason.OUT_OF_RANGE, f"{key!r} {value} does not fit in int64")
     raise _absent_or_bad(frame, value, key, "a non-negative integer string")
 
 
@@ -335,19 +355,19 @@ def _payload(frame: Mapping[str, Any], media: Mapping[str, Any]) -> bytes:
     try:
         return _b64decode(text)
     except (binascii.Error, ValueError) as exc:
-        raise _fail(frame, "invalid_base64", f"payload is not valid base64 ({exc})") from None
+        raise _fail(frame, Reason.INVALID_BASE64, f"payload is not valid base64 ({exc})") from None
 
 
 def _load(data: str | bytes | bytearray | memoryview) -> tuple[dict[str, Any], str]:
     try:
         frame = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
-        raise FrameError("malformed_json", str(exc)) from None
+        raise FrameError(Reason.MALFORMED_JSON, str(exc)) from None
     if type(frame) is not dict:
-        raise FrameError("not_an_object", f"frame is a JSON {type(frame).__name__}, not an object")
+        raise FrameError(Reason.NOT_AN_OBJECT, f"frame is a JSON {type(frame).__name__}, not an object")
     event = frame.get("event")
     if type(event) is not str:
-        raise _fail(frame, "missing_field", "frame has no string 'event'")
+        raise _fail(frame, Reason.MISSING_FIELD, "frame has no string 'event'")
     return frame, event
 
 
@@ -359,7 +379,7 @@ def _parse_media(frame: dict[str, Any]) -> Media:
         raise _absent_or_bad(frame, media, "media", "an object")
     track = media.get("track")
     if track != "inbound" and track != "outbound":
-        raise _fail(frame, "bad_field", f"media.track must be 'inbound' or 'outbound', got {track!r:.40}")
+        raise _fail(frame, Reason.BAD_FIELD, f"media.track must be 'inbound' or 'outbound', got {track!r:.40}")
     stream_id = frame.get("stream_id")
     if type(stream_id) is not str:
         raise _absent_or_bad(frame, stream_id, "stream_id", "a string")
@@ -375,13 +395,13 @@ def _parse_start(frame: dict[str, Any]) -> Start:
     tags = start.get("tags") or []
     custom = start.get("custom_parameters") or {}
     if type(tags) is not list or not all(type(t) is str for t in tags):
-        raise _fail(frame, "bad_field", "start.tags must be a list of strings")
+        raise _fail(frame, Reason.BAD_FIELD, "start.tags must be a list of strings")
     if type(custom) is not dict:
-        raise _fail(frame, "bad_field", "start.custom_parameters must be an object")
+        raise _fail(frame, Reason.BAD_FIELD, "start.custom_parameters must be an object")
     sample_rate = _counter(frame, fmt, "sample_rate")
     channels = _counter(frame, fmt, "channels", 1)
     if not (0 < sample_rate <= MAX_SAMPLE_RATE and 0 < channels <= MAX_CHANNELS):
-        raise _fail(frame, "bad_field", f"media_format sample_rate {sample_rate} / channels {channels} out of range")
+        raise _fail(frame, Reason.BAD_FIELD, f"media_format sample_rate {sample_rate} / channels {channels} out of range")
     return Start(
         stream_id=_text(frame, frame, "stream_id"),
         sequence_number=_counter(frame, frame, "sequence_number", 0),
@@ -435,7 +455,9 @@ def _parse_error(frame: dict[str, Any]) -> ErrorFrame:
     payload = _object(frame, frame, "payload")
     code = payload.get("code")
     if type(code) is not int:
-        raise _fail(frame, "bad_field", f"error payload.code must be an integer, got {code!r:.40}")
+        raise _fail(frame, Reason.BAD_FIELD, f"error payload.code must be an integer, got {code!r:.40}")
+    if not INT64_MIN <= code <= INT64_MAX:
+        raise _fail(frame, Reason.OUT_OF_RANGE, f"error payload.code {code} does not fit in int64")
     stream_id = frame.get("stream_id")
     return ErrorFrame(
         stream_id=stream_id if type(stream_id) is str else None,
@@ -445,7 +467,7 @@ def _parse_error(frame: dict[str, Any]) -> ErrorFrame:
     )
 
 
-_TELNYX_PARSERS = {
+_TELNYX_PARSERS: dict[str, Callable[[dict[str, Any]], TelnyxFrame]] = {
     "media": _parse_media,
     "start": _parse_start,
     "connected": _parse_connected,
@@ -461,7 +483,7 @@ def parse_frame(data: str | bytes | bytearray | memoryview) -> TelnyxFrame:
     frame, event = _load(data)
     parser = _TELNYX_PARSERS.get(event)
     if parser is None:
-        raise _fail(frame, "unknown_event", f"unknown event {event!r:.40}")
+        raise _fail(frame, Reason.UNKNOWN_EVENT, f"unknown event {event!r:.40}")
     return parser(frame)
 
 
@@ -474,4 +496,4 @@ def parse_app_frame(data: str | bytes | bytearray | memoryview) -> AppFrame:
         return AppMark(_text(frame, _object(frame, frame, "mark"), "name"))
     if event == "clear":
         return Clear()
-    raise _fail(frame, "unknown_event", f"unknown event {event!r:.40}")
+    raise _fail(frame, Reason.UNKNOWN_EVENT, f"unknown event {event!r:.40}")

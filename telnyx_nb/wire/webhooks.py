@@ -23,12 +23,15 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from telnyx_nb.wire.errors import INT64_MAX, INT64_MIN, ProtocolError, Reason
+
 __all__ = [
     "SIGNATURE_HEADER",
     "TIMESTAMP_HEADER",
     "TOLERANCE_SECONDS",
     "WebhookError",
     "MalformedWebhookError",
+    "WebhookTooLargeError",
     "SignatureVerificationError",
     "WebhookEvent",
     "Signer",
@@ -45,25 +48,31 @@ TIMESTAMP_HEADER = "telnyx-timestamp"
 TOLERANCE_SECONDS = 300
 
 
-class WebhookError(ValueError):
-    """Base class: a webhook that must not be accepted. ``reason`` is a short code."""
+class WebhookError(ProtocolError):
+    """Base class: a webhook that must not be accepted; ``http_status`` is the answer to send."""
 
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
+    http_status = 400
 
 
 class MalformedWebhookError(WebhookError):
-    """The body is not a Telnyx event envelope (reasons: malformed_json, bad_envelope)."""
+    """The body is not a Telnyx event envelope (``MALFORMED_JSON``, ``BAD_ENVELOPE``,
+    ``OUT_OF_RANGE``)."""
+
+
+class WebhookTooLargeError(WebhookError):
+    """The body is larger than the receiver accepts (``TOO_LARGE``)."""
+
+    http_status = 413
 
 
 class SignatureVerificationError(WebhookError):
     """The signature check failed closed.
 
-    Reasons: ``missing_header``, ``bad_timestamp``, ``stale``, ``future``,
-    ``bad_base64``, ``bad_signature``.
+    Reasons: ``MISSING_HEADER``, ``BAD_TIMESTAMP``, ``STALE``, ``FUTURE``, ``BAD_BASE64``,
+    ``BAD_SIGNATURE``.
     """
+
+    http_status = 401
 
 
 @dataclass(frozen=True)
@@ -120,12 +129,13 @@ def load_public_key(key: str | bytes | Ed25519PublicKey) -> Ed25519PublicKey:
     """Accept the Mission Control form (base64 of the raw 32-byte key) or raw bytes."""
     if isinstance(key, Ed25519PublicKey):
         return key
-    raw = key
     if isinstance(key, str):
         try:
             raw = base64.b64decode(key, validate=True)
         except binascii.Error as exc:
             raise ValueError(f"public key is not valid base64: {exc}") from None
+    else:
+        raw = key
     if len(raw) != 32:
         raise ValueError(f"an Ed25519 public key is 32 bytes, got {len(raw)}")
     return Ed25519PublicKey.from_public_bytes(raw)
@@ -156,7 +166,7 @@ def _header(headers: Mapping[str, str], name: str) -> str:
     for key, value in headers.items():
         if key.lower() == name:
             return value
-    raise SignatureVerificationError("missing_header", f"no {name} header")
+    raise SignatureVerificationError(Reason.MISSING_HEADER, f"no {name} header")
 
 
 def verify(
@@ -174,20 +184,20 @@ def verify(
     signature_b64 = _header(headers, SIGNATURE_HEADER)
     timestamp = _header(headers, TIMESTAMP_HEADER).strip()
     if not (timestamp.isascii() and timestamp.isdigit()):
-        raise SignatureVerificationError("bad_timestamp", f"{TIMESTAMP_HEADER} {timestamp!r} is not unix seconds")
+        raise SignatureVerificationError(Reason.BAD_TIMESTAMP, f"{TIMESTAMP_HEADER} {timestamp!r} is not unix seconds")
     skew = int(timestamp) - (time.time() if now is None else now)
     if skew < -tolerance:
-        raise SignatureVerificationError("stale", f"timestamp is {-skew:.0f} s old (limit {tolerance} s)")
+        raise SignatureVerificationError(Reason.STALE, f"timestamp is {-skew:.0f} s old (limit {tolerance} s)")
     if skew > tolerance:
-        raise SignatureVerificationError("future", f"timestamp is {skew:.0f} s ahead (limit {tolerance} s)")
+        raise SignatureVerificationError(Reason.FUTURE, f"timestamp is {skew:.0f} s ahead (limit {tolerance} s)")
     try:
         signature = base64.b64decode(signature_b64, validate=True)
     except ValueError:  # binascii.Error, or non-ASCII text
-        raise SignatureVerificationError("bad_base64", f"{SIGNATURE_HEADER} is not valid base64") from None
+        raise SignatureVerificationError(Reason.BAD_BASE64, f"{SIGNATURE_HEADER} is not valid base64") from None
     try:
         load_public_key(public_key).verify(signature, timestamp.encode("ascii") + b"|" + bytes(body))
     except InvalidSignature:
-        raise SignatureVerificationError("bad_signature", "signature does not match body and timestamp") from None
+        raise SignatureVerificationError(Reason.BAD_SIGNATURE, "signature does not match body and timestamp") from None
 
 
 def parse_event(body: bytes | str) -> WebhookEvent:
@@ -195,28 +205,32 @@ def parse_event(body: bytes | str) -> WebhookEvent:
     try:
         envelope = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise MalformedWebhookError("malformed_json", str(exc)) from None
+        raise MalformedWebhookError(Reason.MALFORMED_JSON, str(exc)) from None
     data = envelope.get("data") if isinstance(envelope, dict) else None
     if not isinstance(data, dict):
-        raise MalformedWebhookError("bad_envelope", "body has no 'data' object")
+        raise MalformedWebhookError(Reason.BAD_ENVELOPE, "body has no 'data' object")
     event_type, event_id = data.get("event_type"), data.get("id")
     if not isinstance(event_type, str) or not isinstance(event_id, str):
-        raise MalformedWebhookError("bad_envelope", "data.event_type and data.id must be strings")
+        raise MalformedWebhookError(Reason.BAD_ENVELOPE, "data.event_type and data.id must be strings")
     payload = data.get("payload")
     if payload is None:
         payload = {}
     if not isinstance(payload, dict):
-        raise MalformedWebhookError("bad_envelope", "data.payload must be an object")
+        raise MalformedWebhookError(Reason.BAD_ENVELOPE, "data.payload must be an object")
     meta = envelope.get("meta")
     meta = meta if isinstance(meta, dict) else {}
     attempt = meta.get("attempt", 1)
+    if not isinstance(attempt, int) or isinstance(attempt, bool):
+        attempt = 1
+    elif not INT64_MIN <= attempt <= INT64_MAX:
+        raise MalformedWebhookError(Reason.OUT_OF_RANGE, "meta.attempt does not fit in int64")
     return WebhookEvent(
         event_type=event_type,
         id=event_id,
         occurred_at=str(data.get("occurred_at") or ""),
         payload=payload,
         record_type=str(data.get("record_type") or "event"),
-        attempt=attempt if isinstance(attempt, int) and not isinstance(attempt, bool) else 1,
+        attempt=attempt,
         delivered_to=meta.get("delivered_to"),
         raw=envelope,
     )

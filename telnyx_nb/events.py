@@ -1,0 +1,113 @@
+"""Live events for ``rx.on(...)`` callbacks: a bounded queue and one worker thread.
+
+The receiver's I/O thread only enqueues (it never runs user code); callbacks run in arrival
+order on the worker thread. A full queue drops the event and counts it (``dropped``), so a
+slow callback can never hold up ingest or grow memory without bound. A callback that raises
+is counted (``errors``) and warned about; the other callbacks still run. Each callback gets
+its own copy of the event when several listen, never a dict the store keeps.
+"""
+
+from __future__ import annotations
+
+import copy
+import queue
+import threading
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+from telnyx_nb.defaults import CALLBACK_QUEUE_SIZE
+
+__all__ = ["EventBus", "Callback", "WILDCARD"]
+
+Callback = Callable[[dict[str, Any]], Any]
+#: ``on("*", cb)`` listens to every event.
+WILDCARD = "*"
+_CLOSE = object()
+
+
+class EventBus:
+    """Listeners by event type, and the queue and worker thread that call them."""
+
+    def __init__(self, queue_size: int = CALLBACK_QUEUE_SIZE, name: str = "telnyx_nb-callbacks") -> None:
+        if queue_size < 1:
+            raise ValueError(f"callback_queue_size must be >= 1, got {queue_size!r}")
+        self._listeners: dict[str, tuple[Callback, ...]] = {}
+        self._queue: queue.Queue[Any] = queue.Queue(queue_size)
+        self._name = name
+        self._thread: threading.Thread | None = None
+        self.dropped = 0
+        self.errors = 0
+
+    @property
+    def active(self) -> bool:
+        """True when anybody listens (the I/O thread builds no event otherwise)."""
+        return bool(self._listeners)
+
+    def on(self, event_type: str, callback: Callback) -> Callable[[], None]:
+        """Add a listener; returns the function that removes it."""
+        listeners = dict(self._listeners)
+        listeners[event_type] = (*listeners.get(event_type, ()), callback)
+        self._listeners = listeners
+
+        def unsubscribe() -> None:
+            listeners = dict(self._listeners)
+            remaining = tuple(cb for cb in listeners.get(event_type, ()) if cb is not callback)
+            if remaining:
+                listeners[event_type] = remaining
+            else:
+                listeners.pop(event_type, None)
+            self._listeners = listeners
+
+        return unsubscribe
+
+    def emit(self, event_type: str, build: Callable[[], dict[str, Any]]) -> None:
+        """Queue ``{"event_type": ..., **build()}`` for the listeners of its type and of "*".
+
+        ``build`` runs only when somebody listens. Called on the I/O thread; never blocks.
+        """
+        listeners = self._listeners
+        callbacks = listeners.get(event_type, ()) + listeners.get(WILDCARD, ())
+        if not callbacks:
+            return
+        try:
+            self._queue.put_nowait((callbacks, {"event_type": event_type, **build()}))
+        except queue.Full:
+            self.dropped += 1
+
+    def start(self) -> None:
+        """Start the worker thread (no-op when it runs)."""
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._work, name=self._name, daemon=True)
+            self._thread.start()
+
+    def close(self, timeout: float) -> bool:
+        """Run what is queued, then end the worker; False when it did not end within ``timeout``."""
+        thread = self._thread
+        if thread is None:
+            return True
+        try:
+            self._queue.put(_CLOSE, timeout=timeout)
+        except queue.Full:
+            return False
+        thread.join(timeout)
+        if thread.is_alive():
+            return False
+        self._thread = None
+        return True
+
+    def _work(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is _CLOSE:
+                return
+            callbacks, event = item
+            for i, callback in enumerate(callbacks):
+                self._call(callback, event if i == len(callbacks) - 1 else copy.deepcopy(event))
+
+    def _call(self, callback: Callback, event: dict[str, Any]) -> None:
+        try:
+            callback(event)
+        except Exception as exc:  # a user callback must not stop the others
+            self.errors += 1
+            warnings.warn(f"telnyx_nb callback {callback!r} raised {exc!r}", RuntimeWarning, stacklevel=1)

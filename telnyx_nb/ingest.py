@@ -1,0 +1,378 @@
+"""The receiver's I/O: webhooks, media WebSockets and forked RTP from sockets into the store.
+
+It runs on the receiver's own loop (see ``loopthread``) and only moves bytes: parsing,
+verification and every stream rule are ``telnyx_nb.wire`` (``webhooks``, ``stream``,
+``rtp``). Arrival times are stamped with ``time.time_ns()`` when the socket read returns:
+the HTTP protocol is wrapped so that each read is stamped before aiohttp sees its bytes.
+
+Limits (see ``defaults``): a WebSocket text message over ``max_message_size`` is recorded
+(``oversized``) and skipped; one over ``HARD_LIMIT_FACTOR`` times that closes the connection
+(1009) so memory stays bounded; webhook bodies over ``max_webhook_size`` get 413. On the
+stock asyncio loop each socket read takes at most ``READ_SIZE`` bytes (CPython #85451).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import socket
+import time
+import warnings
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from telnyx_nb import defaults
+from telnyx_nb.events import EventBus
+from telnyx_nb.outbound import Outbound
+from telnyx_nb.store import StreamInfo, Store
+from telnyx_nb.wire import media, rtp, stream, webhooks
+from telnyx_nb.wire.errors import Reason
+
+__all__ = ["Ingest", "Limits", "Link", "COUNTERS"]
+
+#: The counters ``health()`` reports.
+COUNTERS = (
+    "webhooks", "webhook_bytes", "webhooks_rejected", "webhooks_malformed",
+    "ws_connections", "ws_refused", "ws_messages", "ws_bytes", "stream_errors",
+    "udp_packets", "udp_bytes", "udp_errors",
+)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The receiver's I/O limits; defaults and units in ``telnyx_nb.defaults``."""
+
+    max_message_size: int = defaults.MAX_MESSAGE_SIZE
+    max_webhook_size: int = defaults.MAX_WEBHOOK_SIZE
+    backlog: int = defaults.BACKLOG
+    read_size: int = defaults.READ_SIZE
+    udp_rcvbuf: int = defaults.UDP_RCVBUF
+    shutdown_timeout_s: float = defaults.SHUTDOWN_TIMEOUT_S
+    lag_interval_s: float = defaults.LAG_INTERVAL_S
+    lag_samples: int = defaults.LAG_SAMPLES
+
+
+class _Stamped(asyncio.Protocol):
+    """Wraps aiohttp's HTTP protocol to stamp each socket read with ``time.time_ns()``."""
+
+    def __init__(self, inner: asyncio.Protocol, read_size: int) -> None:
+        self.inner = inner
+        self.read_size = read_size
+        self.read_ns = time.time_ns()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        _small_reads(transport, self.read_size)
+        self.inner.connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        self.read_ns = time.time_ns()
+        self.inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self.inner.eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.inner.resume_writing()
+
+
+class _Fork(asyncio.DatagramProtocol):
+    """One fork port: each datagram parsed by ``wire.rtp`` and stored, or recorded as an error."""
+
+    def __init__(self, ingest: Ingest, target: str) -> None:
+        self.ingest = ingest
+        self.target = target
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        _small_reads(transport, self.ingest.limits.read_size)
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        ns = time.time_ns()
+        ingest = self.ingest
+        counters = ingest.counters
+        counters["udp_packets"] += 1
+        counters["udp_bytes"] += len(data)
+        try:
+            packet = rtp.parse_fork_packet(data)
+        except rtp.RtpError as exc:
+            counters["udp_errors"] += 1
+            ingest.store.add_rtp_error(self.target, exc.reason, exc.detail, data, ns)
+            return
+        ingest.store.add_packet(self.target, packet, ns)
+
+
+class Link:
+    """One media WebSocket: its protocol state, its stream and what the application sends back."""
+
+    def __init__(self, ws: web.WebSocketResponse, protocol: stream.StreamConnection, connected_ns: int) -> None:
+        self.ws = ws
+        self.protocol = protocol
+        self.connected_ns = connected_ns
+        self.info: StreamInfo | None = None
+        self.outbound = Outbound(ws)
+
+
+class Ingest:
+    """Sockets -> ``wire`` -> store, plus live events; every method runs on the I/O loop.
+
+    ``verify_key``: verify webhook signatures (fail closed); None stores them unverified.
+    ``stream_auth_token``: required of media WebSockets when set.
+    """
+
+    def __init__(self, store: Store, bus: EventBus, limits: Limits, *, verify_key: Any,
+                 stream_auth_token: str | None) -> None:
+        self.store = store
+        self.bus = bus
+        self.limits = limits
+        self.verify_key = verify_key
+        self.stream_auth_token = stream_auth_token
+        self.counters = dict.fromkeys(COUNTERS, 0)
+        self.links: dict[str, Link] = {}
+        self.lags: deque[float] = deque(maxlen=limits.lag_samples)
+        self.udp_rcvbuf = 0
+        self.stopping = False
+        self._warned_unverified = False
+        self._server: asyncio.base_events.Server | None = None
+        self._runner: web.AppRunner | None = None
+        self._udp: list[asyncio.DatagramTransport] = []
+        self._ticker: asyncio.Task[None] | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def open(self, host: str, port: int, fork_ports: tuple[int, int]) -> tuple[int, tuple[int, int]]:
+        """Listen; returns the bound HTTP port and the two fork ports (rx, tx)."""
+        loop = asyncio.get_running_loop()
+        limits = self.limits
+        app = web.Application(client_max_size=limits.max_webhook_size)
+        app.router.add_post("/webhooks", self._on_webhook)
+        app.router.add_get("/stream", self._on_stream)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False,
+                                     shutdown_timeout=limits.shutdown_timeout_s)
+        await self._runner.setup()
+        factory = self._runner.server
+        assert factory is not None
+        self._server = await loop.create_server(lambda: _Stamped(factory(), limits.read_size), host, port,
+                                                backlog=limits.backlog)
+        bound = [0, 0]
+        for i, target in enumerate(("rx", "tx")):
+            transport, _ = await loop.create_datagram_endpoint(
+                lambda target=target: _Fork(self, target), local_addr=(host, fork_ports[i]))  # type: ignore[misc]
+            sock = transport.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, limits.udp_rcvbuf)
+            self.udp_rcvbuf = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+            bound[i] = sock.getsockname()[1]
+            self._udp.append(transport)
+        self._ticker = asyncio.ensure_future(self._tick())
+        return self._server.sockets[0].getsockname()[1], (bound[0], bound[1])
+
+    async def close(self) -> None:
+        """Stop listening; open streams end with reason ``receiver_stopped``."""
+        self.stopping = True
+        if self._ticker is not None:
+            self._ticker.cancel()
+        if self._server is not None:
+            self._server.close()
+        for link in list(self.links.values()):
+            await link.ws.close(code=WSCloseCode.GOING_AWAY, message=b"receiver stopping")
+        if self._runner is not None:
+            await self._runner.cleanup()
+        for transport in self._udp:
+            transport.close()
+
+    async def _tick(self) -> None:
+        """Measure scheduling delay: how late a ``lag_interval_s`` sleep wakes up."""
+        loop = asyncio.get_running_loop()
+        interval = self.limits.lag_interval_s
+        while True:
+            t0 = loop.time()
+            await asyncio.sleep(interval)
+            self.lags.append(loop.time() - t0 - interval)
+
+    # -- webhooks -----------------------------------------------------------------------------
+
+    async def _on_webhook(self, request: web.Request) -> web.Response:
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge as exc:
+            return self._reject_webhook(request, webhooks.WebhookTooLargeError(Reason.TOO_LARGE, str(exc)), b"",
+                                        time.time_ns())
+        ns = _read_ns(request)
+        self.counters["webhooks"] += 1
+        self.counters["webhook_bytes"] += len(body)
+        verified = self.verify_key is not None
+        try:
+            if verified:
+                webhooks.verify(body, request.headers, self.verify_key)
+            event = webhooks.parse_event(body)
+        except webhooks.WebhookError as exc:
+            return self._reject_webhook(request, exc, body, ns)
+        if not verified and not self._warned_unverified:
+            self._warned_unverified = True
+            warnings.warn("telnyx_nb.Receiver has no public_key: webhooks are stored unverified (verified=False)",
+                          UserWarning, stacklevel=1)
+        if self.store.add_event(event, verified, ns):
+            self.bus.emit(event.event_type, lambda: {
+                "received_at": pd.Timestamp(ns, tz="UTC"), "event_id": event.id, "occurred_at": event.occurred_at,
+                "call_control_id": event.payload.get("call_control_id"), "verified": verified,
+                "attempt": event.attempt, "payload": copy.deepcopy(event.payload),
+            })
+        return web.Response(status=200)
+
+    def _reject_webhook(self, request: web.Request, exc: webhooks.WebhookError, body: bytes, ns: int) -> web.Response:
+        rejected = isinstance(exc, webhooks.SignatureVerificationError)
+        self.counters["webhooks_rejected" if rejected else "webhooks_malformed"] += 1
+        self.store.add_webhook_error(exc.reason, exc.detail, request.remote, body, ns)
+        return web.json_response({"error": exc.reason.value, "detail": exc.detail}, status=exc.http_status)
+
+    # -- media streams ----------------------------------------------------------------------
+
+    async def _on_stream(self, request: web.Request) -> web.StreamResponse:
+        connected_ns = _read_ns(request)
+        limit = self.limits.max_message_size
+        protocol = stream.StreamConnection(auth_token=self.stream_auth_token, max_message_size=limit)
+        refused = protocol.open(request.headers.get(media.AUTH_TOKEN_HEADER))
+        if refused is not None:
+            self.counters["ws_refused"] += 1
+            self._stream_error(None, refused.reason, refused.detail, "", connected_ns)
+            return web.Response(status=403, text="stream auth token does not match")
+        ws = web.WebSocketResponse(max_msg_size=defaults.HARD_LIMIT_FACTOR * limit, autoping=True)
+        await ws.prepare(request)
+        self.counters["ws_connections"] += 1
+        link = Link(ws, protocol, connected_ns)
+        reason = stream.EndReason.CLOSED
+        stamped = request.transport.get_protocol() if request.transport is not None else None
+        if not isinstance(stamped, _Stamped):
+            raise TypeError("the media WebSocket must be served through Ingest.open()")
+        # Per-message names bound once: attribute lookups cost as much as the work here.
+        counters, add_frame, bus, receive_text = self.counters, self.store.add_frame, self.bus, protocol.receive_text
+        text, media_frame = WSMsgType.TEXT, media.Media
+        try:
+            async for msg in ws:
+                ns = stamped.read_ns
+                if msg.type is text:
+                    data = msg.data
+                    counters["ws_messages"] += 1
+                    counters["ws_bytes"] += len(data)
+                    event = receive_text(data)
+                    if type(event) is media_frame:          # the hot path, inline
+                        info = link.info or self._adopt(link, event.stream_id)
+                        add_frame(info, event.track, event.sequence_number, event.chunk, event.timestamp,
+                                  event.payload, ns)
+                        if bus.active:
+                            self._emit_media(info, event, ns)
+                        continue
+                elif msg.type is WSMsgType.BINARY:
+                    data = msg.data
+                    counters["ws_messages"] += 1
+                    counters["ws_bytes"] += len(data)
+                    event = protocol.receive_binary(data)
+                else:
+                    exc = ws.exception()
+                    big = getattr(exc, "code", None) == WSCloseCode.MESSAGE_TOO_BIG
+                    reason = stream.EndReason.MESSAGE_TOO_BIG if big else stream.EndReason.ERROR
+                    self._stream_error(link, Reason.MESSAGE_TOO_BIG if big else Reason.CONNECTION_ERROR,
+                                       str(exc), "", ns)
+                    continue
+                self._on_event(link, event, data, ns)
+                if type(event) is stream.Refused:
+                    reason = stream.EndReason.AUTH_FAILED
+                    await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"stream auth token required")
+                    break
+        finally:
+            link.outbound.cancel()
+            ended = protocol.close(stream.EndReason.RECEIVER_STOPPED if self.stopping else reason)
+            if ended is not None:
+                self._end(link, ended, time.time_ns())
+        return ws
+
+    def _on_event(self, link: Link, event: stream.Event, raw: str | bytes, ns: int) -> None:
+        """Everything but media: record it in the store and tell the listeners."""
+        at = pd.Timestamp(ns, tz="UTC")
+        match event:
+            case stream.Started(frame=start, authenticated=authenticated, replaced=replaced):
+                if replaced is not None:
+                    self._end(link, replaced, ns)
+                link.info = self.store.start_stream(start, ns, link.connected_ns, authenticated)
+                self.links[start.stream_id] = link
+                self.bus.emit("stream.start", lambda: {
+                    "received_at": at, "stream_id": start.stream_id, "call_control_id": start.call_control_id,
+                    "media_format": start.media_format.to_dict(), "custom_parameters": dict(start.custom_parameters)})
+            case stream.Stopped(frame=stop):
+                info = link.info or self._adopt(link, stop.stream_id)
+                self.store.end_stream(info, ns, stream.EndReason.STOP.value, stopped=True)
+                self._emit_stream(info, "stream.stop", at)
+            case media.Dtmf(stream_id=stream_id, digit=digit):
+                info = link.info or self._adopt(link, stream_id)
+                self.store.add_dtmf(info, event.occurred_at, event.sequence_number, digit, ns)
+                self._emit_stream(info, "stream.dtmf", at, digit=digit)
+            case media.Mark(stream_id=stream_id, name=name):
+                info = link.info or self._adopt(link, stream_id)
+                self.store.add_mark(info, event.sequence_number, name, ns)
+                self._emit_stream(info, "stream.mark", at, name=name)
+            case media.ErrorFrame(code=code, title=title, detail=detail):
+                stream_id = event.stream_id or (link.info.stream_id if link.info else None)
+                self.store.add_stream_error(stream_id, "telnyx", title or "telnyx_error", detail, raw, ns, code)
+                self.bus.emit("stream.error", lambda: {"stream_id": stream_id, "origin": "telnyx", "reason": title,
+                                                       "code": code, "detail": detail})
+            case stream.Rejected(reason=reason, detail=detail, stream_id=stream_id):
+                self._stream_error(link, reason, detail, raw, ns, stream_id)
+            case stream.Refused(reason=reason, detail=detail):
+                self.counters["ws_refused"] += 1
+                self._stream_error(link, reason, detail, raw, ns)
+
+    def _emit_stream(self, info: StreamInfo, event_type: str, at: pd.Timestamp, **fields: Any) -> None:
+        self.bus.emit(event_type, lambda: {"received_at": at, "stream_id": info.stream_id,
+                                           "call_control_id": info.call_control_id, **fields})
+
+    def _adopt(self, link: Link, stream_id: str) -> StreamInfo:
+        """A stream first named by a frame other than ``start`` (its ``start`` never came)."""
+        info = link.info = self.store.stream(stream_id)
+        self.links[stream_id] = link
+        return info
+
+    def _end(self, link: Link, ended: stream.Ended, ns: int) -> None:
+        info = self.store.stream(ended.stream_id)
+        reason = ended.reason.value
+        self.store.end_stream(info, ns, reason)
+        if self.links.get(ended.stream_id) is link:
+            del self.links[ended.stream_id]
+        self.bus.emit("stream.closed", lambda: {"stream_id": info.stream_id,
+                                                "call_control_id": info.call_control_id, "reason": reason})
+
+    def _stream_error(self, link: Link | None, reason: Reason, detail: str, raw: str | bytes, ns: int,
+                      stream_id: str | None = None) -> None:
+        self.counters["stream_errors"] += 1
+        if stream_id is None and link is not None and link.info is not None:
+            stream_id = link.info.stream_id
+        self.store.add_stream_error(stream_id, "receiver", reason, detail, raw, ns)
+        self.bus.emit("stream.error", lambda: {"stream_id": stream_id, "origin": "receiver", "reason": reason.value,
+                                               "detail": detail})
+
+    def _emit_media(self, info: StreamInfo, frame: media.Media, ns: int) -> None:
+        self.bus.emit("stream.media", lambda: {
+            "received_at": pd.Timestamp(ns, tz="UTC"), "stream_id": frame.stream_id,
+            "call_control_id": info.call_control_id, "track": frame.track, "chunk": frame.chunk,
+            "payload": frame.payload})
+
+
+def _small_reads(transport: asyncio.BaseTransport, size: int) -> None:
+    """On stock asyncio, read at most ``size`` bytes per call (uvloop transports have no max_size)."""
+    if hasattr(transport, "max_size"):
+        transport.max_size = size
+
+
+def _read_ns(request: web.Request) -> int:
+    """When the socket read that completed this request returned."""
+    transport = request.transport
+    protocol = transport.get_protocol() if transport is not None else None
+    return protocol.read_ns if isinstance(protocol, _Stamped) else time.time_ns()
+

@@ -1,0 +1,199 @@
+"""The read side shared by a live :class:`~telnyx_nb.Receiver` and a loaded session.
+
+:class:`Session` turns the store's internal tables into the public ones (``events``,
+``frames``, ...), and serves ``audio()``, ``quality()`` and ``save()``: the same accessors on a
+receiver and on a session read back with :func:`load`.
+"""
+
+from __future__ import annotations
+
+from os import PathLike
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from telnyx_nb.audio import Audio, assemble
+from telnyx_nb.quality import quality
+from telnyx_nb.store import Store, fileformat
+from telnyx_nb.store.columns import plain
+from telnyx_nb.store.schema import FORK_TRACK, TABLES
+from telnyx_nb.wire import codecs
+from telnyx_nb.wire.rtp import extend_sequence
+
+__all__ = ["Session", "StoreSession", "LoadedSession", "load"]
+
+
+class Session:
+    """Read accessors over a set of tables: shared by a live Receiver and a loaded session.
+
+    Every table is a fresh DataFrame (a snapshot); times are ``datetime64[ns, UTC]``.
+    """
+
+    _l16_byteorder: codecs.ByteOrder = "big"
+
+    def _table(self, name: str) -> pd.DataFrame:
+        raise NotImplementedError
+
+    def _payload(self, kind: str, key: int) -> bytes:
+        raise NotImplementedError
+
+    def _public(self, name: str) -> pd.DataFrame:
+        """The table without its internal ``_`` columns; label columns as plain strings.
+
+        Internally the big tables keep labels (stream id, track, ...) as Categoricals, so
+        ``audio()`` and ``quality()`` never build a string per row.
+        """
+        df = self._table(name)
+        df = df[[col for col in df.columns if not col.startswith("_")]]
+        for col in df.columns:
+            if isinstance(df[col].dtype, pd.CategoricalDtype):
+                df[col] = plain(df[col])
+        return df
+
+    @property
+    def events(self) -> pd.DataFrame:
+        """Webhooks, once per event id: ..., verified, attempt, payload (dict)."""
+        return self._public("events")
+
+    @property
+    def transcripts(self) -> pd.DataFrame:
+        """``call.transcription`` webhooks: track, transcript, confidence, is_final."""
+        return self._public("transcripts")
+
+    @property
+    def frames(self) -> pd.DataFrame:
+        """WebSocket media frames (payload bytes are kept apart; see ``audio()``)."""
+        return self._public("frames")
+
+    @property
+    def rtp(self) -> pd.DataFrame:
+        """Forked RTP packets; ``call_control_id`` as attributed (see Store docstring)."""
+        return self._public("rtp")
+
+    @property
+    def streams(self) -> pd.DataFrame:
+        """One row per media stream: ids, times, media format, custom parameters, auth."""
+        return self._public("streams")
+
+    @property
+    def dtmf(self) -> pd.DataFrame:
+        """DTMF frames from media streams."""
+        return self._public("dtmf")
+
+    @property
+    def marks(self) -> pd.DataFrame:
+        """Mark echoes Telnyx sent back on media streams."""
+        return self._public("marks")
+
+    @property
+    def stream_errors(self) -> pd.DataFrame:
+        """Rejected WebSocket input (origin "receiver") and Telnyx ``error`` frames (origin "telnyx")."""
+        return self._public("stream_errors")
+
+    @property
+    def webhook_errors(self) -> pd.DataFrame:
+        """Rejected webhooks: failed signature checks and malformed bodies, with the reason."""
+        return self._public("webhook_errors")
+
+    @property
+    def rtp_errors(self) -> pd.DataFrame:
+        """Datagrams on the fork ports that are not RTP/STREP (hex excerpt)."""
+        return self._public("rtp_errors")
+
+    def quality(self) -> pd.DataFrame:
+        """Loss, duplicates, reordering, jitter and MOS per stream track and RTP source (see quality.py)."""
+        return quality(self._table("frames"), self._table("rtp"))
+
+    def audio(self, call_control_id: str, track: str = "inbound", source: str = "stream", *,
+              encoding: str | None = None) -> Audio:
+        """One track of a call as :class:`Audio` (``call_control_id`` may also be a stream id).
+
+        ``source="stream"``: WebSocket frames, track "inbound"/"outbound", codec from each
+        stream's ``start.media_format``. ``source="fork"``: RTP payloads by extended sequence
+        number, track "rx"/"tx" ("inbound"/"outbound" are accepted as rx/tx), codec from the
+        payload type. Several streams (or SSRCs) of one call are joined in arrival order.
+        ``encoding`` overrides the codec. Raises LookupError when nothing matches.
+        """
+        if source == "stream":
+            table = self._table("frames")
+            rows = table[((table["call_control_id"] == call_control_id) | (table["stream_id"] == call_control_id))
+                         & (table["track"] == track)]
+            kind = "frames"
+        elif source == "fork":
+            if track not in FORK_TRACK:
+                raise ValueError(f"fork track must be one of {sorted(FORK_TRACK)}, got {track!r}")
+            table = self._table("rtp")
+            rows = table[(table["call_control_id"] == call_control_id) & (table["target"] == FORK_TRACK[track])]
+            kind = "rtp"
+        else:
+            raise ValueError(f"source must be 'stream' or 'fork', got {source!r}")
+        if rows.empty:
+            raise LookupError(f"no {source} {track} audio for {call_control_id!r}")
+        parts, rates = [], set()
+        for key, group in rows.groupby("_key", sort=False):
+            name = encoding or group["encoding"].iloc[0]
+            if not isinstance(name, str):
+                raise LookupError(f"unknown encoding for {source} {track} of {call_control_id!r}; pass encoding=")
+            codec = codecs.get_codec(name, l16_byteorder=self._l16_byteorder)
+            if kind == "frames":
+                numbers = extend_sequence(group["chunk"].to_numpy(np.int64), modulus=None)
+                rates.add(int(group["sample_rate"].iloc[0]))
+            else:
+                numbers = extend_sequence(group["seq"].to_numpy())
+                rates.add(int(group["clock_rate"].iloc[0]) if pd.notna(group["clock_rate"].iloc[0]) else codec.sample_rate)
+            group = group[numbers >= 0]
+            numbers = numbers[numbers >= 0]
+            parts.append(assemble(numbers, group["_offset"].to_numpy(np.int64), group["n_bytes"].to_numpy(np.int64),
+                                  self._payload(kind, int(key)), codec))
+        if len(rates) != 1:
+            raise ValueError(f"streams of {call_control_id!r} have different sample rates {sorted(rates)}")
+        return Audio(np.concatenate(parts), rates.pop())
+
+    def save(self, path: str | PathLike[str]) -> Path:
+        """Write a session directory (see ``store.fileformat``); :func:`load` reads it back.
+
+        Returns the directory.
+        """
+        return fileformat.write(path, {name: self._table(name) for name in TABLES}, self._payload,
+                                l16_byteorder=self._l16_byteorder)
+
+
+class StoreSession(Session):
+    """The read side over a live :class:`~telnyx_nb.store.Store` (what a Receiver reads)."""
+
+    def __init__(self, store: Store, *, l16_byteorder: codecs.ByteOrder = "big") -> None:
+        self._store = store
+        self._l16_byteorder = l16_byteorder
+
+    def _table(self, name: str) -> pd.DataFrame:
+        return self._store.table(name)
+
+    def _payload(self, kind: str, key: int) -> bytes:
+        return self._store.payload(kind, key)
+
+
+class LoadedSession(Session):
+    """A session directory read back by :func:`load`; read-only, same accessors as a receiver."""
+
+    def __init__(self, root: Path) -> None:
+        self.path = root
+        self.manifest, self._tables = fileformat.read(root)
+        self._l16_byteorder = "little" if self.manifest.get("l16_byteorder") == "little" else "big"
+
+    def __repr__(self) -> str:
+        return f"<telnyx_nb session {str(self.path)!r}>"
+
+    def _table(self, name: str) -> pd.DataFrame:
+        return self._tables[name].copy()
+
+    def _payload(self, kind: str, key: int) -> bytes:
+        return fileformat.read_payload(self.path, kind, key)
+
+
+def load(path: str | PathLike[str]) -> LoadedSession:
+    """Open a session directory written by ``save()``.
+
+    Raises ValueError when it is not a telnyx_nb session or is from a newer version.
+    """
+    return LoadedSession(Path(path))
