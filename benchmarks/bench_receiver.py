@@ -182,11 +182,12 @@ def main() -> None:
     bare_runs, rx_runs = [], []
     for _ in range(args.rounds):                    # interleaved, best of each: the host is shared
         bare = BareServer(args.loop)
-        bare_runs.append(max_rate(bare.url, lambda: bare.count, args.blast_seconds, args.connections))
+        bare_runs.append(max_rate(bare.url, lambda bare=bare: bare.count, args.blast_seconds, args.connections))
         bare.stop()
         with tnb.Receiver(loop=args.loop, read_size=args.read_size) as rx:
             loop_name = rx.health()["loop"]
-            rx_runs.append(max_rate(rx.stream_url, lambda: rx.health()["ws_messages"], args.blast_seconds, args.connections))
+            rx_runs.append(max_rate(rx.stream_url, lambda rx=rx: rx.health()["ws_messages"],
+                                    args.blast_seconds, args.connections))
     (bare_fps, bare_gen), (rx_fps, rx_gen) = max(bare_runs, key=lambda r: r[0]), max(rx_runs, key=lambda r: r[0])
     print(f"max sustained frames/s: bare aiohttp {[round(r[0]) for r in bare_runs]}, "
           f"receiver {[round(r[0]) for r in rx_runs]}", file=sys.stderr)

@@ -28,7 +28,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from telnyx_nb import defaults
 from telnyx_nb.events import EventBus
 from telnyx_nb.outbound import Outbound
-from telnyx_nb.store import StreamInfo, Store
+from telnyx_nb.store import Store, StreamInfo
 from telnyx_nb.wire import media, rtp, stream, webhooks
 from telnyx_nb.wire.errors import Reason
 
@@ -289,9 +289,12 @@ class Ingest:
                     break
         finally:
             link.outbound.cancel()
-            ended = protocol.close(stream.EndReason.RECEIVER_STOPPED if self.stopping else reason)
+            reason = stream.EndReason.RECEIVER_STOPPED if self.stopping else reason
+            ended = protocol.close(reason)
             if ended is not None:
                 self._end(link, ended, time.time_ns())
+            elif link.info is not None:     # stopped before: the socket's end is still an event
+                self._emit_closed(link.info, reason.value)
         return ws
 
     def _on_event(self, link: Link, event: stream.Event, raw: str | bytes, ns: int) -> None:
@@ -345,6 +348,10 @@ class Ingest:
         self.store.end_stream(info, ns, reason)
         if self.links.get(ended.stream_id) is link:
             del self.links[ended.stream_id]
+        self._emit_closed(info, reason)
+
+    def _emit_closed(self, info: StreamInfo, reason: str) -> None:
+        """``stream.closed``: the socket that carried this stream is gone (or it was replaced)."""
         self.bus.emit("stream.closed", lambda: {"stream_id": info.stream_id,
                                                 "call_control_id": info.call_control_id, "reason": reason})
 

@@ -92,8 +92,8 @@ class Receiver(StoreSession):
         self._bus = EventBus(callback_queue_size)
         self._ingest = Ingest(
             self._store, self._bus,
-            Limits(max_message_size=max_message_size, max_webhook_size=max_webhook_size, backlog=backlog, read_size=read_size,
-                   udp_rcvbuf=udp_rcvbuf, shutdown_timeout_s=shutdown_timeout_s),
+            Limits(max_message_size=max_message_size, max_webhook_size=max_webhook_size, backlog=backlog,
+                   read_size=read_size, udp_rcvbuf=udp_rcvbuf, shutdown_timeout_s=shutdown_timeout_s),
             verify_key=webhooks.load_public_key(public_key) if public_key is not None else None,
             stream_auth_token=stream_auth_token,
         )

@@ -141,7 +141,8 @@ class Session:
                 rates.add(int(group["sample_rate"].iloc[0]))
             else:
                 numbers = extend_sequence(group["seq"].to_numpy())
-                rates.add(int(group["clock_rate"].iloc[0]) if pd.notna(group["clock_rate"].iloc[0]) else codec.sample_rate)
+                clock_rate = group["clock_rate"].iloc[0]
+                rates.add(int(clock_rate) if pd.notna(clock_rate) else codec.sample_rate)
             group = group[numbers >= 0]
             numbers = numbers[numbers >= 0]
             parts.append(assemble(numbers, group["_offset"].to_numpy(np.int64), group["n_bytes"].to_numpy(np.int64),

@@ -1,9 +1,10 @@
 """Fixtures shared by the sandbox tests: an independent peer and a sandbox whose calls last 30 s of silence."""
 
 import pytest
-from sandbox_peer import Peer
 
 from telnyx_nb.sandbox import Sandbox, Scenario
+
+from sandbox_peer import Peer
 
 
 @pytest.fixture(scope="module")

@@ -1,9 +1,10 @@
 """An independent peer for the sandbox tests: an application written from Telnyx's docs.
 
 It runs an aiohttp server (``/webhooks`` and a WebSocket ``/stream``) and UDP sockets on its
-own loop thread and records what arrives, parsing with plain ``json``/``struct``/``base64``
-(not with telnyx_nb.wire), so that the sandbox is checked against the protocol rather than
-against itself. Its own plumbing is checked in test_sandbox_peer.py.
+own loop thread (the project's ``LoopThread``: plumbing, not protocol) and records what
+arrives, parsing with plain ``json``/``struct``/``base64`` (not with telnyx_nb.wire), so that
+the sandbox is checked against the protocol rather than against itself. Its own plumbing is
+checked in test_sandbox_peer.py.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import socket
 import struct
 import threading
 import time
@@ -19,6 +19,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import WSMsgType, web
+
+from telnyx_nb.loopthread import LoopThread
+
 from waiting import timeout, wait_until
 
 
@@ -70,14 +73,13 @@ class Peer:
         self.udp: dict[str, list[tuple[int, bytes]]] = {"rx": [], "tx": []}
         self.fail_first: dict[str, int] = {}  # event id -> failures still to answer with 500
         self.fail_every_first_attempt = False
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._io = LoopThread("sandbox-peer", "asyncio")
         self._lock = threading.Lock()
 
     # --- lifecycle ---------------------------------------------------------------------
     def start(self) -> Peer:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(timeout(10))
+        self._io.start()
+        self._io.run(self._start(), timeout(10))
         return self
 
     async def _start(self) -> None:
@@ -92,7 +94,7 @@ class Peer:
         self._udp_transports = []
         self.udp_ports = {}
         for name in ("rx", "tx"):
-            transport, _ = await self._loop.create_datagram_endpoint(
+            transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(
                 lambda name=name: _Udp(self, name), local_addr=("127.0.0.1", 0))
             self._udp_transports.append(transport)
             self.udp_ports[name] = transport.get_extra_info("sockname")[1]
@@ -102,10 +104,8 @@ class Peer:
             for t in self._udp_transports:
                 t.close()
             await self._runner.cleanup()
-        asyncio.run_coroutine_threadsafe(_stop(), self._loop).result(timeout(10))
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout(5))
-        self._loop.close()
+        self._io.run(_stop(), timeout(10))
+        self._io.stop(timeout(5))
 
     def __enter__(self) -> Peer:
         return self.start()
@@ -160,7 +160,7 @@ class Peer:
     # --- helpers for tests ------------------------------------------------------------------
     def send(self, conn: WsConn, text: str) -> None:
         """Send a text frame back to the sandbox on ``conn`` (bidirectional tests)."""
-        asyncio.run_coroutine_threadsafe(conn.ws.send_str(text), self._loop).result(timeout(5))
+        self._io.run(conn.ws.send_str(text), timeout(5))
 
     def events(self, ccid: str | None = None) -> list[Webhook]:
         """Delivered (2xx) webhooks, optionally of one call, in arrival order."""
@@ -218,7 +218,8 @@ def dial(sb: Any, client: Any, peer: Peer, scenario: Any = None, codec: str = "P
     to = next(_numbers)
     if scenario is not None:
         sb.route(to, scenario, codec=codec)
-    call = client.calls.dial(connection_id=sb.connection_id, to=to, from_="+15550199", webhook_url=peer.webhook_url, **kwargs)
+    call = client.calls.dial(connection_id=sb.connection_id, to=to, from_="+15550199",
+                             webhook_url=peer.webhook_url, **kwargs)
     ccid = call.data.call_control_id
     peer.wait_event(ccid, "call.answered")
     return ccid

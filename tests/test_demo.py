@@ -19,7 +19,8 @@ def test_demo_command_runs_two_calls_and_saves_a_loadable_session(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    for section in ("== events", "== transcripts", "== streams", "== frames", "== rtp", "== quality", "session saved to"):
+    for section in ("== events", "== transcripts", "== streams", "== frames", "== rtp", "== quality",
+                    "session saved to"):
         assert section in out
     assert "KEY_SANDBOX_" not in out  # never print an API key
 

@@ -12,11 +12,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import telnyx
-from waiting import timeout, wait_until
 
 import telnyx_nb as tnb
 from telnyx_nb.sandbox import Scenario
 from telnyx_nb.wire import codecs
+
+from waiting import timeout, wait_until
 
 COPIES = {"delivered": 1, "dropped": 0, "duplicated": 2}
 IMPAIRMENT = dict(loss=0.08, duplicate=0.08, reorder=0.08, seed=7)
@@ -60,7 +61,7 @@ def expected_track(truth: pd.DataFrame, codec: codecs.Codec) -> dict:
     got = copies > 0
     span = (frame >= frame[got].min()) & (frame <= frame[got].max())
     audio = b"".join(p if c else codec.silence * (n // len(codec.silence))
-                     for p, c, n in zip(truth["payload"][span], copies[span], truth["n_bytes"][span]))
+                     for p, c, n in zip(truth["payload"][span], copies[span], truth["n_bytes"][span], strict=True))
     arrival = truth["sent_at"].to_numpy(dtype="datetime64[ns]").view(np.int64)[got] + \
         (truth["delay_ms"].to_numpy()[got] * 1e6).astype(np.int64)
     order = frame[got][np.lexsort((frame[got], arrival))]        # scheduled arrival order
@@ -104,7 +105,8 @@ def test_stream(sb, rx, call_codec, stream_codec, encoding, rate):
         delivered = sent[sent["fate"] != "dropped"].set_index("chunk").sort_index()
         assert by_chunk["sequence_number"].tolist() == delivered["sequence_number"].astype(int).tolist()
         assert by_chunk["timestamp"].tolist() == delivered["timestamp"].astype(int).tolist()
-        assert (got["received_at"].min() >= sent["sent_at"].min()) and got["n_bytes"].eq(codec.frame_bytes(20, rate)).all()
+        assert (got["received_at"].min() >= sent["sent_at"].min()) and \
+            got["n_bytes"].eq(codec.frame_bytes(20, rate)).all()
         expected = expected_track(sent, codec)
         np.testing.assert_array_equal(rx.audio(ccid, track).samples, expected["samples"])
         check_quality(quality.loc[track], expected)
@@ -148,7 +150,8 @@ def test_transcripts_dtmf_and_webhooks(sb, rx):
     assert rx.health()["duplicates"] == sb.webhook_stats().get("duplicated", 0)
     assert rx.health()["rejected_webhooks"] == 0
     finals = rx.transcripts[rx.transcripts["is_final"]]
-    assert finals[["call_control_id", "track", "transcript"]].values.tolist() == [[ccid, "inbound", "hello from the sandbox"]]
+    assert finals[["call_control_id", "track", "transcript"]].values.tolist() == \
+        [[ccid, "inbound", "hello from the sandbox"]]
     assert rx.dtmf[["call_control_id", "digit"]].values.tolist() == [[ccid, "7"]]
     assert str(rx.transcripts["occurred_at"].dtype) == "datetime64[ns, UTC]"
 

@@ -55,7 +55,8 @@ def imports(path: Path) -> set[str]:
             base = node.module or ""
             if node.level:
                 package = module_name(path) if path.name == "__init__.py" else module_name(path).rpartition(".")[0]
-                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+                parts = package.split(".")
+                base = ".".join(parts[: len(parts) - node.level + 1] + ([base] if base else []))
             found.add(base)
             found.update(f"{base}.{alias.name}" for alias in node.names)
     return {name for name in found if name == "telnyx_nb" or name.startswith("telnyx_nb.")}

@@ -11,10 +11,11 @@ from telnyx_nb.wire import media
 
 SID = "32DE0DEA-53CB-4B21-89A4-9E1819C043BC"
 
-# Every frame example of docs/protocol.md, "Media-stream frames from Telnyx" (and "... from the application").
+# The frame examples of docs/protocol.md, "Media-stream frames from Telnyx" and "... from the application".
 REFERENCE_EXAMPLES = {
     "connected": '{"event":"connected","version":"1.0.0"}',
-    "connected_token": '{"event":"connected","version":"1.0.0","connected":{"x-telnyx-streaming-auth-token":"your-auth-token"}}',
+    "connected_token": '{"event":"connected","version":"1.0.0",'
+                       '"connected":{"x-telnyx-streaming-auth-token":"your-auth-token"}}',
     "start": """{"event":"start","sequence_number":"1","stream_id":"32DE0DEA-53CB-4B21-89A4-9E1819C043BC",
  "start":{"user_id":"3E6F995F-85F7-4705-9741-53B116D28237",
           "call_control_id":"v2:T02llQxIyaRkhfRKxgAP8nY511EhFLizdvdUKJiSw8d6A9BborherQ",
@@ -28,11 +29,14 @@ REFERENCE_EXAMPLES = {
     "stop": """{"event":"stop","sequence_number":"5","stream_id":"32DE0DEA-53CB-4B21-89A4-9E1819C043BC",
  "stop":{"user_id":"3E6F995F-85F7-4705-9741-53B116D28237",
          "call_control_id":"v2:T02llQxIyaRkhfRKxgAP8nY511EhFLizdvdUKJiSw8d6A9BborherQ"}}""",
-    "dtmf": """{"event":"dtmf","stream_id":"32DE0DEA-53CB-4B21-89A4-9E1819C043BC","occurred_at":"2025-06-05T08:54:19.698408Z",
- "sequence_number":"5","dtmf":{"digit":"1"}}""",
-    "mark": '{"event":"mark","stream_id":"32DE0DEA-53CB-4B21-89A4-9E1819C043BC","sequence_number":"5","mark":{"name":"some_mark_name"}}',
-    "error": """{"event":"error","payload":{"code":100003,"title":"malformed_frame","detail":"Received frame was not formed correctly"},
- "stream_id":"32DE0DEA-53CB-4B21-89A4-9E1819C043BC"}""",
+    "dtmf": '{"event":"dtmf","stream_id":"32DE0DEA-53CB-4B21-89A4-9E1819C043BC",'
+            '"occurred_at":"2025-06-05T08:54:19.698408Z",\n'
+            ' "sequence_number":"5","dtmf":{"digit":"1"}}',
+    "mark": '{"event":"mark","stream_id":"32DE0DEA-53CB-4B21-89A4-9E1819C043BC","sequence_number":"5",'
+            '"mark":{"name":"some_mark_name"}}',
+    "error": '{"event":"error","payload":{"code":100003,"title":"malformed_frame",'
+             '"detail":"Received frame was not formed correctly"},\n'
+             ' "stream_id":"32DE0DEA-53CB-4B21-89A4-9E1819C043BC"}',
     "mark_echo": '{"event": "mark", "stream_id": "s", "sequence_number": "12", "mark": {"name": "greeting-done"}}',
 }
 APP_EXAMPLES = {
@@ -68,7 +72,8 @@ def test_reference_connected_token_and_error_code():
     assert media.parse_frame(REFERENCE_EXAMPLES["connected_token"]).auth_token == "your-auth-token"
     error = media.parse_frame(REFERENCE_EXAMPLES["error"])
     assert (error.code, error.title, error.stream_id) == (100003, "malformed_frame", SID)
-    assert media.ErrorFrame.for_code(100004, SID) == media.ErrorFrame(SID, 100004, "invalid_media", "Media provided was not base64 encoded")
+    assert media.ErrorFrame.for_code(100004, SID) == media.ErrorFrame(
+        SID, 100004, "invalid_media", "Media provided was not base64 encoded")
 
 
 @pytest.mark.parametrize("name", sorted(APP_EXAMPLES))
@@ -79,11 +84,14 @@ def test_app_examples_parse_and_rebuild(name):
 
 counters = st.integers(0, 2**40)
 texts = st.text(max_size=30)
-media_frames = st.builds(media.Media, texts, counters, st.sampled_from(["inbound", "outbound"]), counters, counters, st.binary(max_size=640))
+media_frames = st.builds(media.Media, texts, counters, st.sampled_from(["inbound", "outbound"]), counters, counters,
+                         st.binary(max_size=640))
 telnyx_frames = st.one_of(
     st.builds(media.Connected, texts, st.none() | texts),
     st.builds(
-        media.Start, texts, counters, texts, st.builds(media.MediaFormat, st.sampled_from(["PCMU", "PCMA", "L16"]), st.sampled_from([8000, 16000]), st.integers(1, 2)),
+        media.Start, texts, counters, texts,
+        st.builds(media.MediaFormat, st.sampled_from(["PCMU", "PCMA", "L16"]), st.sampled_from([8000, 16000]),
+                  st.integers(1, 2)),
         st.none() | texts, st.none() | texts, st.none() | texts, st.none() | texts,
         st.lists(texts, max_size=3).map(tuple), st.none() | texts, st.dictionaries(texts, texts, max_size=3),
     ),
@@ -93,7 +101,8 @@ telnyx_frames = st.one_of(
     st.builds(media.Mark, texts, counters, texts),
     st.builds(media.ErrorFrame, st.none() | texts, st.sampled_from(sorted(media.ERROR_CODES)), texts, texts),
 )
-app_frames = st.one_of(st.builds(media.AppMedia, st.binary(max_size=640)), st.builds(media.AppMark, texts), st.just(media.Clear()))
+app_frames = st.one_of(st.builds(media.AppMedia, st.binary(max_size=640)), st.builds(media.AppMark, texts),
+                       st.just(media.Clear()))
 
 
 @given(telnyx_frames)
@@ -127,16 +136,25 @@ def reason(text, parse=media.parse_frame):
         ('{"no_event": 1}', "missing_field"),
         ('{"event": "hello", "stream_id": "s"}', "unknown_event"),
         ('{"event": "media", "stream_id": "s"}', "missing_field"),
-        ('{"event": "media", "stream_id": "s", "media": {"track": "inbound", "chunk": "x1", "timestamp": "0", "payload": ""}}', "bad_field"),
-        ('{"event": "media", "stream_id": "s", "media": {"track": "inbound", "chunk": "-1", "timestamp": "0", "payload": ""}}', "bad_field"),
-        ('{"event": "media", "stream_id": "s", "media": {"track": "inbound", "chunk": "' + "9" * 5000 + '", "timestamp": "0", "payload": ""}}', "bad_field"),
-        ('{"event": "media", "stream_id": "s", "media": {"track": "both", "chunk": "1", "timestamp": "0", "payload": ""}}', "bad_field"),
-        ('{"event": "media", "stream_id": "s", "media": {"track": "inbound", "chunk": "1", "timestamp": "0", "payload": "@@@"}}', "invalid_base64"),
-        ('{"event": "media", "stream_id": "s", "media": {"track": "inbound", "chunk": "1", "timestamp": "0", "payload": "QQ"}}', "invalid_base64"),
+        ('{"event": "media", "stream_id": "s", "media": {"track": "inbound", "chunk": "x1", "timestamp": "0", '
+         '"payload": ""}}', "bad_field"),
+        ('{"event": "media", "stream_id": "s", "media": {"track": "inbound", "chunk": "-1", "timestamp": "0", '
+         '"payload": ""}}', "bad_field"),
+        ('{"event": "media", "stream_id": "s", "media": {"track": "inbound", "chunk": "' + "9" * 5000 + '", '
+         '"timestamp": "0", "payload": ""}}', "out_of_range"),
+        ('{"event": "media", "stream_id": "s", "media": {"track": "both", "chunk": "1", "timestamp": "0", '
+         '"payload": ""}}', "bad_field"),
+        ('{"event": "media", "stream_id": "s", "media": {"track": "inbound", "chunk": "1", "timestamp": "0", '
+         '"payload": "@@@"}}', "invalid_base64"),
+        ('{"event": "media", "stream_id": "s", "media": {"track": "inbound", "chunk": "1", "timestamp": "0", '
+         '"payload": "QQ"}}', "invalid_base64"),
         ('{"event": "start", "stream_id": "s", "start": {"call_control_id": "c"}}', "missing_field"),
-        ('{"event": "start", "stream_id": "s", "start": {"call_control_id": "c", "media_format": {"encoding": "PCMU", "sample_rate": "0"}}}', "bad_field"),
-        ('{"event": "start", "stream_id": "s", "start": {"call_control_id": "c", "media_format": {"encoding": "PCMU", "sample_rate": 8000, "channels": 0}}}', "bad_field"),
-        ('{"event": "start", "stream_id": "s", "start": {"call_control_id": "c", "media_format": {"encoding": "PCMU", "sample_rate": "99999999999"}}}', "bad_field"),
+        ('{"event": "start", "stream_id": "s", "start": {"call_control_id": "c", '
+         '"media_format": {"encoding": "PCMU", "sample_rate": "0"}}}', "bad_field"),
+        ('{"event": "start", "stream_id": "s", "start": {"call_control_id": "c", '
+         '"media_format": {"encoding": "PCMU", "sample_rate": 8000, "channels": 0}}}', "bad_field"),
+        ('{"event": "start", "stream_id": "s", "start": {"call_control_id": "c", '
+         '"media_format": {"encoding": "PCMU", "sample_rate": "99999999999"}}}', "bad_field"),
         ('{"event": "error", "payload": {"code": "100003"}}', "bad_field"),
     ],
 )
@@ -145,7 +163,8 @@ def test_malformed_frames_raise_frame_error_with_reason(text, expected):
 
 
 def test_frame_error_keeps_the_event_and_stream_id_it_could_read():
-    error = reason('{"event": "media", "stream_id": "abc", "media": {"track": "inbound", "chunk": "9", "timestamp": "0", "payload": "!!"}}')
+    error = reason('{"event": "media", "stream_id": "abc", "media": {"track": "inbound", "chunk": "9", '
+                   '"timestamp": "0", "payload": "!!"}}')
     assert (error.reason, error.event, error.stream_id) == ("invalid_base64", "media", "abc")
 
 
@@ -162,7 +181,8 @@ json_values = st.recursive(
 frame_like = st.fixed_dictionaries(
     {"event": st.sampled_from(["connected", "start", "media", "stop", "dtmf", "mark", "error", "clear", "x"])},
     optional={"stream_id": json_values, "sequence_number": json_values, "media": json_values, "start": json_values,
-              "stop": json_values, "dtmf": json_values, "mark": json_values, "payload": json_values, "connected": json_values},
+              "stop": json_values, "dtmf": json_values, "mark": json_values, "payload": json_values,
+              "connected": json_values},
 )
 
 
@@ -172,6 +192,7 @@ def test_random_input_raises_only_frame_error(data):
         try:
             frame = parse(data)
         except media.FrameError as exc:
-            assert exc.reason in {"malformed_json", "not_an_object", "unknown_event", "missing_field", "bad_field", "invalid_base64"}
+            assert exc.reason in {"malformed_json", "not_an_object", "unknown_event", "missing_field", "bad_field",
+                                  "invalid_base64"}
         else:
             assert isinstance(frame.to_dict()["event"], str)

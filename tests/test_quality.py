@@ -7,8 +7,8 @@ from hypothesis import strategies as st
 
 from telnyx_nb import quality as q
 from telnyx_nb.emodel import mos
-from telnyx_nb.wire.rtp import extend_sequence
 from telnyx_nb.store import Store
+from telnyx_nb.wire.rtp import extend_sequence
 
 
 def stats(numbers, arrival_ms=None, media_ms=None):

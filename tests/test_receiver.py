@@ -20,12 +20,13 @@ import aiohttp
 import numpy as np
 import pandas as pd
 import pytest
-import waiting
-from waiting import timeout
 
 import telnyx_nb as tnb
-from telnyx_nb.wire.codecs import to_int16
 from telnyx_nb.wire import codecs, media, rtp, webhooks
+from telnyx_nb.wire.codecs import to_int16
+
+import waiting
+from waiting import timeout
 
 CCID = "v3:call-one"
 TONE = (9000 * np.sin(2 * np.pi * 440 * np.arange(8000) / 8000)).astype(np.int16)
@@ -56,18 +57,17 @@ def chunks(payload: bytes, size: int) -> list[bytes]:
 async def ws_send(url: str, messages, *, headers=None, pace: float = 0.0, vanish: bool = False,
                   sent_at: list | None = None, read: int = 0):
     """Connect like Telnyx, send ``messages`` (str = text, bytes = binary), optionally read replies."""
-    async with aiohttp.ClientSession() as session:
-        async with session.ws_connect(url, headers=headers or {}) as ws:
-            for message in messages:
-                if sent_at is not None:
-                    sent_at.append(time.time_ns())
-                await (ws.send_bytes(message) if isinstance(message, bytes) else ws.send_str(message))
-                if pace:
-                    await asyncio.sleep(pace)           # stimulus: Telnyx's real-time pacing, not a wait
-            replies = [json.loads((await ws.receive(timeout=timeout(5))).data) for _ in range(read)]
-            if vanish:
-                ws.get_extra_info("socket").shutdown(socket.SHUT_RDWR)
-            return ws, replies
+    async with aiohttp.ClientSession() as session, session.ws_connect(url, headers=headers or {}) as ws:
+        for message in messages:
+            if sent_at is not None:
+                sent_at.append(time.time_ns())
+            await (ws.send_bytes(message) if isinstance(message, bytes) else ws.send_str(message))
+            if pace:
+                await asyncio.sleep(pace)           # stimulus: Telnyx's real-time pacing, not a wait
+        replies = [json.loads((await ws.receive(timeout=timeout(5))).data) for _ in range(read)]
+        if vanish:
+            ws.get_extra_info("socket").shutdown(socket.SHUT_RDWR)
+        return ws, replies
 
 
 def post(url: str, body: bytes, headers: dict[str, str] | None = None) -> int:
@@ -143,8 +143,8 @@ def test_stream_tables_audio_and_quality_with_impairments(rx):
     np.testing.assert_array_equal(rx.audio(sid, "outbound").samples, expected)     # by stream id too
 
     q = rx.quality().set_index("track")
-    assert q.loc["inbound", ["source", "stream_id", "packets", "expected", "lost", "duplicates", "reordered"]].tolist() == \
-        ["stream", sid, 50, 50, 1, 1, 1]
+    columns = ["source", "stream_id", "packets", "expected", "lost", "duplicates", "reordered"]
+    assert q.loc["inbound", columns].tolist() == ["stream", sid, 50, 50, 1, 1, 1]
     assert q.loc["inbound", "loss_pct"] == pytest.approx(2.0)
     assert q.loc["outbound", ["lost", "duplicates", "reordered"]].tolist() == [1, 1, 1]
     assert pd.isna(q.loc["inbound", "ssrc"]) and 1 <= q.loc["inbound", "mos"] <= 4.5
@@ -205,8 +205,9 @@ def test_a_wild_chunk_number_is_discarded_not_filled_with_silence(rx):
     sid = "stream-wild"
     payloads = [bytes([k]) * 160 for k in range(4)]
     numbers = [1, 2, 10**12, 3]
-    messages = [start_frame(sid)] + [media_frame(sid, k + 2, "inbound", n, p) for k, (n, p) in enumerate(zip(numbers, payloads))]
-    asyncio.run(ws_send(rx.stream_url, messages + [stop_frame(sid, 6)]))
+    messages = [start_frame(sid)] + [media_frame(sid, k + 2, "inbound", n, p)
+                                     for k, (n, p) in enumerate(zip(numbers, payloads, strict=True))]
+    asyncio.run(ws_send(rx.stream_url, [*messages, stop_frame(sid, 6)]))
     wait_until(lambda: len(rx.frames) == 4)
     row = rx.quality().iloc[0]
     assert (row.packets, row.expected, row.lost, row.discarded) == (3, 3, 0, 1)
@@ -219,7 +220,7 @@ def test_an_odd_length_l16_payload_does_not_spoil_the_track(rx):
     good = codecs.l16_encode(TONE16[:320])
     messages = [start_frame(sid, encoding="L16", rate=16000), media_frame(sid, 2, "inbound", 1, good),
                 media_frame(sid, 3, "inbound", 2, good[:-1]), media_frame(sid, 4, "inbound", 3, good)]
-    asyncio.run(ws_send(rx.stream_url, messages + [stop_frame(sid, 5)]))
+    asyncio.run(ws_send(rx.stream_url, [*messages, stop_frame(sid, 5)]))
     wait_until(lambda: len(rx.frames) == 3)
     audio = rx.audio(CCID)
     assert audio.rate == 16000 and len(audio) == 320 + 319 + 320
@@ -262,14 +263,16 @@ def test_several_streams_at_once(rx):
 def test_stream_auth_token():
     with tnb.Receiver(stream_auth_token="s3cret") as rx:
         header = {media.AUTH_TOKEN_HEADER: "s3cret"}
-        asyncio.run(ws_send(rx.stream_url, [start_frame("ok-header"), media_frame("ok-header", 2, "inbound", 1, bytes(160))],
+        asyncio.run(ws_send(rx.stream_url,
+                            [start_frame("ok-header"), media_frame("ok-header", 2, "inbound", 1, bytes(160))],
                             headers=header))
         connected = media.dumps(media.Connected(auth_token="s3cret"))
         asyncio.run(ws_send(rx.stream_url, [connected, start_frame("ok-frame", "v3:b")]))
         with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
             asyncio.run(ws_send(rx.stream_url, [start_frame("bad-header")], headers={media.AUTH_TOKEN_HEADER: "nope"}))
         assert refused.value.status == 403
-        ws, _ = asyncio.run(ws_send(rx.stream_url, [start_frame("no-token"), media_frame("no-token", 2, "inbound", 1, bytes(160))]))
+        ws, _ = asyncio.run(ws_send(rx.stream_url,
+                                    [start_frame("no-token"), media_frame("no-token", 2, "inbound", 1, bytes(160))]))
         wrong = media.dumps(media.Connected(auth_token="guess"))
         asyncio.run(ws_send(rx.stream_url, [wrong, start_frame("wrong-token")]))
         garbage, _ = asyncio.run(ws_send(rx.stream_url, ["{bad"] * 50))                # unparseable: refused at once
@@ -326,34 +329,35 @@ def test_callbacks(rx):
     rx.on("stream.stop", lambda event: done.set())
     unsubscribe = rx.on("stream.start", lambda event: 1 / 0)
     with pytest.warns(RuntimeWarning, match="ZeroDivisionError"):
-        asyncio.run(ws_send(rx.stream_url, [start_frame("cb"), media.dumps(media.Dtmf("cb", 2, "7")), stop_frame("cb", 3)]))
+        asyncio.run(ws_send(rx.stream_url,
+                            [start_frame("cb"), media.dumps(media.Dtmf("cb", 2, "7")), stop_frame("cb", 3)]))
         assert done.wait(timeout(5))
     unsubscribe()
     assert [(e["event_type"], e["digit"], e["call_control_id"]) for e in seen] == [("stream.dtmf", "7", CCID)]
     assert rx.health()["callback_errors"] == 1
-    assert rx.dtmf[["stream_id", "call_control_id", "digit", "sequence_number"]].values.tolist() == [["cb", CCID, "7", 2]]
+    assert rx.dtmf[["stream_id", "call_control_id", "digit", "sequence_number"]].values.tolist() == \
+        [["cb", CCID, "7", 2]]
 
 
 @pytest.mark.parametrize("samples", [TONE16[:1600], TONE16[:1600].astype(np.float64) / 32768], ids=["int16", "float"])
 def test_send_audio_mark_and_clear(rx, samples):
     async def telnyx_side():
-        async with aiohttp.ClientSession() as session:
-            async with session.ws_connect(rx.stream_url) as ws:
-                await ws.send_str(start_frame("bidi"))
-                await asyncio.to_thread(wait_until, lambda: len(rx.streams))
-                sent = rx.send_audio("bidi", samples, 16000)                                  # 100 ms at 16 kHz
-                marked = rx.mark("bidi", "after-tone")
-                replies = [media.parse_app_frame((await ws.receive(timeout=timeout(5))).data) for _ in range(6)]
-                await asyncio.to_thread(sent.result, timeout(5))
-                await asyncio.to_thread(marked.result, timeout(5))
-                await ws.send_str(media.dumps(media.Mark("bidi", 3, "after-tone")))         # the echo
-                rx.send_audio("bidi", TONE, 8000)                                             # 1 s, cut short:
-                await ws.receive(timeout=timeout(5))
-                await asyncio.to_thread(rx.clear("bidi").result, timeout(5))
-                rest = []
-                while not isinstance(rest[-1:] and rest[-1], media.Clear):
-                    rest.append(media.parse_app_frame((await ws.receive(timeout=timeout(5))).data))
-                return replies, rest
+        async with aiohttp.ClientSession() as session, session.ws_connect(rx.stream_url) as ws:
+            await ws.send_str(start_frame("bidi"))
+            await asyncio.to_thread(wait_until, lambda: len(rx.streams))
+            sent = rx.send_audio("bidi", samples, 16000)                                  # 100 ms at 16 kHz
+            marked = rx.mark("bidi", "after-tone")
+            replies = [media.parse_app_frame((await ws.receive(timeout=timeout(5))).data) for _ in range(6)]
+            await asyncio.to_thread(sent.result, timeout(5))
+            await asyncio.to_thread(marked.result, timeout(5))
+            await ws.send_str(media.dumps(media.Mark("bidi", 3, "after-tone")))         # the echo
+            rx.send_audio("bidi", TONE, 8000)                                             # 1 s, cut short:
+            await ws.receive(timeout=timeout(5))
+            await asyncio.to_thread(rx.clear("bidi").result, timeout(5))
+            rest = []
+            while not isinstance(rest[-1:] and rest[-1], media.Clear):
+                rest.append(media.parse_app_frame((await ws.receive(timeout=timeout(5))).data))
+            return replies, rest
     replies, rest = asyncio.run(telnyx_side())
     assert [type(r) for r in replies] == [media.AppMedia] * 5 + [media.AppMark]
     audio = b"".join(r.payload for r in replies[:5])
@@ -396,8 +400,9 @@ def test_webhooks_verified_fail_closed_and_deduplicated():
         events = rx.events
         assert events["event_type"].tolist() == ["call.fork.started", "call.transcription"]
         row = events.iloc[0]
-        assert row[["event_id", "call_control_id", "call_leg_id", "call_session_id", "client_state", "verified", "attempt"]].tolist() == \
-            ["ev-1", CCID, "leg-1", "sess-1", "YQ==", True, 1]
+        columns = ["event_id", "call_control_id", "call_leg_id", "call_session_id", "client_state", "verified",
+                   "attempt"]
+        assert row[columns].tolist() == ["ev-1", CCID, "leg-1", "sess-1", "YQ==", True, 1]
         assert row["occurred_at"] == pd.Timestamp("2026-11-24T09:00:00.123456Z")
         assert str(events["occurred_at"].dtype) == "datetime64[ns, UTC]" and isinstance(row["payload"], dict)
         assert rx.transcripts[["call_control_id", "track", "transcript", "confidence", "is_final"]].values.tolist() == \
@@ -428,9 +433,11 @@ def test_webhook_ids_of_the_wrong_type_are_stored_as_null_not_a_500(rx):
 
 def test_webhook_callback(rx):
     got = threading.Event()
-    rx.on("call.transcription", lambda event: got.set() if event["payload"]["transcription_data"]["transcript"] == "hi" else None)
+    rx.on("call.transcription",
+          lambda event: got.set() if event["payload"]["transcription_data"]["transcript"] == "hi" else None)
     with pytest.warns(UserWarning):
-        post(rx.webhook_url, envelope("call.transcription", {"call_control_id": CCID, "transcription_data": {"transcript": "hi"}}))
+        post(rx.webhook_url, envelope("call.transcription",
+                                      {"call_control_id": CCID, "transcription_data": {"transcript": "hi"}}))
     assert got.wait(timeout(5))
 
 
@@ -470,8 +477,8 @@ def test_fork_rtp_wrap_impairments_attribution_and_audio(rx):
     np.testing.assert_array_equal(outbound.samples, codecs.alaw_decode(b"".join(payloads[n] for n in numbers[:4])))
 
     q = rx.quality().set_index("track")
-    assert q.loc["rx", ["source", "ssrc", "packets", "expected", "lost", "duplicates", "reordered", "discarded"]].tolist() == \
-        ["fork", 0xA1, 16, 16, 1, 1, 1, 0]
+    columns = ["source", "ssrc", "packets", "expected", "lost", "duplicates", "reordered", "discarded"]
+    assert q.loc["rx", columns].tolist() == ["fork", 0xA1, 16, 16, 1, 1, 1, 0]
     assert pd.isna(q.loc["rx", "stream_id"]) and q.loc["tx", "lost"] == 0
 
 
@@ -518,7 +525,7 @@ def test_restart_keeps_data_and_callbacks():
     for n in range(2):
         with rx:
             asyncio.run(ws_send(rx.stream_url, [start_frame(f"r{n}")]))
-            wait_until(lambda: len(seen) == n + 1)
+            wait_until(lambda n=n: len(seen) == n + 1)
     assert rx.streams["stream_id"].tolist() == ["r0", "r1"]
 
 
@@ -526,7 +533,8 @@ def test_async_twins():
     async def main():
         rx = await tnb.Receiver().astart()
         try:
-            await asyncio.to_thread(asyncio.run, ws_send(rx.stream_url, [start_frame("a"), media_frame("a", 2, "inbound", 1, bytes(160))]))
+            messages = [start_frame("a"), media_frame("a", 2, "inbound", 1, bytes(160))]
+            await asyncio.to_thread(asyncio.run, ws_send(rx.stream_url, messages))
             await asyncio.to_thread(wait_until, lambda: len(rx.frames) == 1)
         finally:
             await rx.astop()
@@ -562,7 +570,8 @@ def test_save_and_load_round_trip(rx, tmp_path):
                 assert str(loaded[col].dtype) == "datetime64[ns, UTC]", (name, col)
     assert isinstance(s.events.loc[0, "payload"], dict) and s.streams.loc[0, "custom_parameters"] == {"k": "v"}
     np.testing.assert_array_equal(s.audio(CCID).samples, rx.audio(CCID).samples)
-    np.testing.assert_array_equal(s.audio(CCID, "rx", source="fork").samples, rx.audio(CCID, "rx", source="fork").samples)
+    np.testing.assert_array_equal(s.audio(CCID, "rx", source="fork").samples,
+                                  rx.audio(CCID, "rx", source="fork").samples)
     pd.testing.assert_frame_equal(s.quality(), rx.quality(), check_dtype=False)
     assert len(s.audio(CCID)) == 1600
 

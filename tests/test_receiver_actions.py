@@ -39,7 +39,8 @@ def test_helpers_fill_from_the_receiver_and_pass_options_through(recorded):
     client, requests = recorded
     ccid = "v3:abc-123"
     with tnb.Receiver(stream_auth_token="tok") as rx:
-        response = tnb.start_streaming(client, ccid, rx, stream_codec="PCMA", custom_parameters=[{"name": "a", "value": "b"}])
+        response = tnb.start_streaming(client, ccid, rx, stream_codec="PCMA",
+                                       custom_parameters=[{"name": "a", "value": "b"}])
         assert response.data.result == "ok"
         tnb.start_forking(client, ccid, rx, client_state="c3RhdGU=")
         tnb.start_transcription(client, ccid, rx, transcription_engine="Google", transcription_tracks="both")

@@ -279,9 +279,11 @@ def test_stream_closed_callback_reports_receiver_stopped():
         _three_streams_then_stop(rx)
     finally:
         rx.stop()
-    wait_until(lambda: {e["stream_id"] for e in closed} >= {"closed", "open"}, what="stream.closed callbacks")
+    wait_until(lambda: {e["stream_id"] for e in closed} >= {"closed", "stopped", "open"},
+               what="stream.closed callbacks")
     reasons = {e["stream_id"]: e["reason"] for e in closed}
     assert reasons["closed"] == "closed"
+    assert reasons["stopped"] == "receiver_stopped"                  # its socket outlived its stop frame
     assert reasons["open"] == "receiver_stopped"                     # the same reason as rx.streams
 
 

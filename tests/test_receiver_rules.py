@@ -23,7 +23,8 @@ def rx():
 
 def test_a_frame_naming_another_stream_is_rejected_not_a_second_stream(rx):
     messages = [start_frame("s1"), media_frame("s1", 2, "inbound", 1, b"\xff" * 160),
-                media_frame("intruder", 3, "inbound", 2, b"\x00" * 160), media_frame("s1", 4, "inbound", 2, b"\xff" * 160)]
+                media_frame("intruder", 3, "inbound", 2, b"\x00" * 160),
+                media_frame("s1", 4, "inbound", 2, b"\xff" * 160)]
     asyncio.run(ws_send(rx.stream_url, messages))
     wait_until(lambda: rx.streams["ended_at"].notna().all() and len(rx.streams) == 1)
     assert rx.streams["stream_id"].tolist() == ["s1"]

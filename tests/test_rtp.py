@@ -20,7 +20,8 @@ packets = st.builds(
     payload=st.binary(max_size=400),
     marker=st.booleans(),
     csrcs=st.lists(st.integers(0, 0xFFFFFFFF), max_size=15).map(tuple),
-    extension=st.none() | st.builds(rtp.RtpExtension, st.integers(0, 0xFFFF), st.binary(max_size=40).map(lambda b: b[: len(b) // 4 * 4])),
+    extension=st.none() | st.builds(rtp.RtpExtension, st.integers(0, 0xFFFF),
+                                    st.binary(max_size=40).map(lambda b: b[: len(b) // 4 * 4])),
     padding=st.integers(0, 255),
 )
 streps = st.builds(
@@ -49,17 +50,20 @@ def test_plain_pcmu_packet_matches_the_wire_layout():
     payload = bytes(range(160))
     data = rtp.build_rtp(rtp.RtpPacket(0, 65535, 160 * 7, 0xDEADBEEF, payload, marker=True))
     assert data[:12] == struct.pack("!BBHII", 0x80, 0x80, 65535, 1120, 0xDEADBEEF)
-    assert rtp.parse_fork_packet(data) == rtp.ForkPacket(rtp.RtpPacket(0, 65535, 1120, 0xDEADBEEF, payload, marker=True))
+    assert rtp.parse_fork_packet(data) == \
+        rtp.ForkPacket(rtp.RtpPacket(0, 65535, 1120, 0xDEADBEEF, payload, marker=True))
 
 
 def test_sequence_and_timestamp_wrap():
     last = rtp.parse_rtp(rtp.build_rtp(rtp.RtpPacket(8, 0xFFFF, 0xFFFFFF60, 1, b"\xd5" * 160)))
-    after = rtp.parse_rtp(rtp.build_rtp(rtp.RtpPacket(8, (last.sequence_number + 1) & 0xFFFF, (last.timestamp + 160) & 0xFFFFFFFF, 1)))
+    after = rtp.parse_rtp(rtp.build_rtp(rtp.RtpPacket(8, (last.sequence_number + 1) & 0xFFFF,
+                                                      (last.timestamp + 160) & 0xFFFFFFFF, 1)))
     assert (after.sequence_number, after.timestamp) == (0, 0)
 
 
 def test_csrc_extension_and_padding_layout():
-    packet = rtp.RtpPacket(96, 1, 2, 3, b"abc", csrcs=(10, 11), extension=rtp.RtpExtension(0xBEDE, b"\x01\x02\x03\x04"), padding=5)
+    packet = rtp.RtpPacket(96, 1, 2, 3, b"abc", csrcs=(10, 11),
+                           extension=rtp.RtpExtension(0xBEDE, b"\x01\x02\x03\x04"), padding=5)
     data = rtp.build_rtp(packet)
     assert data[0] == 0x80 | 0x20 | 0x10 | 2
     assert data[12:20] == struct.pack("!II", 10, 11)

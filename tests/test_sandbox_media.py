@@ -5,14 +5,14 @@ from __future__ import annotations
 import base64
 import json
 import uuid
+from itertools import pairwise
 
 import numpy as np
-import pytest
 
 from telnyx_nb.sandbox import Sandbox, Scenario
 from telnyx_nb.wire import codecs, webhooks
-from sandbox_peer import dial, parse_rtp
 
+from sandbox_peer import dial, parse_rtp
 
 
 def stream_rows(truth, track=None):
@@ -24,7 +24,8 @@ def test_stream_frames_order_counters_payloads_and_signed_webhooks(sb, client, p
     tone = Scenario.tone(1.0, 440.0, outbound_frequency=880.0)
     ccid = dial(sb, client, peer, tone)
     client.calls.actions.start_streaming(ccid, stream_url=peer.stream_url, stream_track="both_tracks",
-                                         stream_auth_token="s3cret", custom_parameters=[{"name": "customer", "value": "c-1"}])
+                                         stream_auth_token="s3cret",
+                                         custom_parameters=[{"name": "customer", "value": "c-1"}])
     peer.wait_event(ccid, "call.hangup")
     conn = peer.stream_of(ccid)
     peer.wait_for(lambda: conn.closed_ns is not None, what="socket closed")
@@ -33,7 +34,8 @@ def test_stream_frames_order_counters_payloads_and_signed_webhooks(sb, client, p
     assert events[:2] == ["connected", "start"] and events[-1] == "stop"
     assert set(events[2:-1]) == {"media"}
     assert conn.headers["x-telnyx-streaming-auth-token"] == "s3cret"
-    assert frames[0] == {"event": "connected", "version": "1.0.0", "connected": {"x-telnyx-streaming-auth-token": "s3cret"}}
+    assert frames[0] == {"event": "connected", "version": "1.0.0",
+                         "connected": {"x-telnyx-streaming-auth-token": "s3cret"}}
     start = frames[1]
     stream_id = start["stream_id"]
     assert start["sequence_number"] == "1" and str(uuid.UUID(stream_id)) == stream_id
@@ -60,7 +62,8 @@ def test_stream_frames_order_counters_payloads_and_signed_webhooks(sb, client, p
     types = peer.types(ccid)
     assert types == ["call.initiated", "call.answered", "streaming.started", "streaming.stopped", "call.hangup"]
     hangup = peer.events(ccid)[-1].payload
-    assert hangup["hangup_source"] == "callee" and hangup["call_quality_stats"]["inbound"]["packet_count"] == str(len(conn.media("inbound")))
+    assert hangup["hangup_source"] == "callee" and \
+        hangup["call_quality_stats"]["inbound"]["packet_count"] == str(len(conn.media("inbound")))
     for hook in peer.events(ccid):
         webhooks.verify(hook.body, hook.headers, sb.public_key)
         event = client.webhooks.unwrap(hook.body.decode(), headers=hook.headers)
@@ -96,7 +99,8 @@ def test_codecs_transcoding_and_l16(sb, client, peer):
 def test_fork_plain_rtp(sb, client, peer):
     start = {name: len(peer.udp[name]) for name in ("rx", "tx")}
     ccid = dial(sb, client, peer, Scenario.tone(1.0, outbound_frequency=660.0))
-    client.calls.actions.start_forking(ccid, rx=peer.udp_target("rx"), tx=peer.udp_target("tx"), stream_type="decrypted")
+    client.calls.actions.start_forking(ccid, rx=peer.udp_target("rx"), tx=peer.udp_target("tx"),
+                                       stream_type="decrypted")
     peer.wait_event(ccid, "call.hangup")
     truth = sb.ground_truth(ccid, payloads=True)
     ssrcs = set()
@@ -106,8 +110,8 @@ def test_fork_plain_rtp(sb, client, peer):
         assert len(packets) == len(rows) > 30
         assert {p["version"] for p in packets} == {2} and {p["pt"] for p in packets} == {0}
         assert [p["marker"] for p in packets] == [1] + [0] * (len(packets) - 1)
-        assert all((b["seq"] - a["seq"]) % 65536 == 1 for a, b in zip(packets, packets[1:]))
-        assert all((b["ts"] - a["ts"]) % 2**32 == 160 for a, b in zip(packets, packets[1:]))
+        assert all((b["seq"] - a["seq"]) % 65536 == 1 for a, b in pairwise(packets))
+        assert all((b["ts"] - a["ts"]) % 2**32 == 160 for a, b in pairwise(packets))
         assert {len(p["payload"]) for p in packets} == {160} and len({p["ssrc"] for p in packets}) == 1
         assert [p["payload"] for p in packets] == list(rows["payload"])
         assert [p["seq"] for p in packets] == list(rows["seq"])
@@ -159,7 +163,8 @@ def test_bidirectional_playback_marks_clear_and_errors(sb, client, peer):
     send({"event": "media", "media": {"payload": "%%% not base64"}})
     peer.send(conn, "{not json")
     send({"event": "dance"})
-    peer.wait_for(lambda: [f for f in conn.frames if f["event"] == "mark" and f["mark"]["name"] == "played"], what="mark echo")
+    peer.wait_for(lambda: [f for f in conn.frames if f["event"] == "mark" and f["mark"]["name"] == "played"],
+                  what="mark echo")
     frames = conn.frames
     marks = [i for i, f in enumerate(frames) if f["event"] == "mark"]
     assert [frames[i]["mark"]["name"] for i in marks] == ["idle", "played"]

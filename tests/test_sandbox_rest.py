@@ -170,7 +170,7 @@ def test_call_state_errors(sb, client, peer):
         client.calls.actions.start_transcription(ccid)
     assert error_of(err)["code"] == "90054" and error_of(err)["title"] == "Call transcription is already in progress"
     client.calls.actions.hangup(ccid)
-    for action in ACTIONS + ["hangup"]:
+    for action in [*ACTIONS, "hangup"]:
         with pytest.raises(telnyx.UnprocessableEntityError) as err:
             getattr(client.calls.actions, action)(ccid, **action_kwargs(peer, action))
         assert error_of(err)["code"] == "90018", action
@@ -187,10 +187,12 @@ def test_every_error_code_async(sb, peer):
         aclient = sb.aclient()
         bad = telnyx.AsyncTelnyx(base_url=sb.base_url, api_key="wrong", max_retries=0)
         codes = [await code_of(bad.calls.actions.stop_streaming("v3:x")),
-                 await code_of(aclient.calls.actions.start_streaming("v3:x", stream_url=peer.stream_url, stream_track="bogus")),
+                 await code_of(aclient.calls.actions.start_streaming("v3:x", stream_url=peer.stream_url,
+                                                                     stream_track="bogus")),
                  await code_of(aclient.calls.actions.stop_transcription("v3:doesnotexist"))]
         ringing = sb.incoming_call(webhook_url=peer.webhook_url)
-        codes.append(await code_of(aclient.calls.actions.start_forking(ringing, rx=peer.udp_target("rx"), tx=peer.udp_target("tx"))))
+        codes.append(await code_of(aclient.calls.actions.start_forking(ringing, rx=peer.udp_target("rx"),
+                                                                       tx=peer.udp_target("tx"))))
         ccid = await adial(aclient, sb, peer)
         codes.append(await code_of(aclient.calls.actions.stop_forking(ccid)))
         await aclient.calls.actions.start_transcription(ccid)
@@ -219,9 +221,10 @@ def test_bad_requests_get_telnyx_error_bodies(sb, client, peer):
     assert response.status_code == 422 and response.json()["errors"][0] == {
         "code": "10004", "title": "Missing required parameter",
         "detail": "The 'stream_url' parameter is required and cannot be blank.", "source": {"pointer": "/stream_url"}}
-    response = httpx.post(f"{sb.base_url}/calls/{ccid}/actions/fork_start", json={"rx": "tcp:1.2.3.4:5"}, headers=headers)
+    fork_start = f"{sb.base_url}/calls/{ccid}/actions/fork_start"
+    response = httpx.post(fork_start, json={"rx": "tcp:1.2.3.4:5"}, headers=headers)
     assert response.json()["errors"][0]["code"] == "10003"
-    response = httpx.post(f"{sb.base_url}/calls/{ccid}/actions/fork_start", json={"rx": peer.udp_target("rx")}, headers=headers)
+    response = httpx.post(fork_start, json={"rx": peer.udp_target("rx")}, headers=headers)
     assert response.json()["errors"][0]["source"]["pointer"] == "/tx"
     response = httpx.post(f"{sb.base_url}/calls/{ccid}/actions/speak", json={}, headers=headers)
     assert response.status_code == 404 and response.json()["errors"][0]["code"] == "10005"
@@ -271,7 +274,8 @@ def test_command_id_async(sb, peer):
 
 def test_client_state_is_echoed(sb, client, peer):
     ccid = dial(sb, client, peer)
-    client.calls.actions.start_forking(ccid, rx=peer.udp_target("rx"), tx=peer.udp_target("tx"), client_state="Zm9yaw==")
+    client.calls.actions.start_forking(ccid, rx=peer.udp_target("rx"), tx=peer.udp_target("tx"),
+                                       client_state="Zm9yaw==")
     assert peer.wait_event(ccid, "call.fork.started")[0].payload["client_state"] == "Zm9yaw=="
     client.calls.actions.stop_forking(ccid, client_state="c3RvcA==")
     stopped = peer.wait_event(ccid, "call.fork.stopped")[0].payload

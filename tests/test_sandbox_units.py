@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 import threading
+from itertools import pairwise
 
 import numpy as np
 import pandas as pd
@@ -46,7 +47,8 @@ def test_playback_marks_follow_the_audio_before_them():
 
 
 def test_transcriber_interim_and_tracks():
-    scenario = Scenario.silence(3.0, transcript=[("inbound", 0.0, 0.9, "one two three"), ("outbound", 1.0, 2.0, "four")])
+    scenario = Scenario.silence(3.0, transcript=[("inbound", 0.0, 0.9, "one two three"),
+                                                 ("outbound", 1.0, 2.0, "four")])
     t = Transcriber(scenario, "both", interim=True)
     assert [(r.transcript, r.is_final) for r in t.due(0.6)] == [("one", False), ("one two", False)]
     assert [(r.transcript, r.is_final, r.track) for r in t.due(5)] == [("one two three", True, "inbound"),
@@ -83,10 +85,12 @@ def test_tone_is_deterministic_and_encoded_per_codec():
 
 @pytest.mark.parametrize("endpoint, body, code, pointer", [
     ("streaming_start", {"stream_url": "ws://h/x", "stream_track": "x"}, "10032", "/stream_track"),
-    ("streaming_start", {"stream_url": "ws://h/x", "custom_parameters": [{"value": "v"}]}, "10004", "/custom_parameters/0/name"),
+    ("streaming_start", {"stream_url": "ws://h/x", "custom_parameters": [{"value": "v"}]}, "10004",
+     "/custom_parameters/0/name"),
     ("streaming_start", {"stream_url": "ws://h/x", "stream_auth_token": "x" * 4001}, "10033", "/stream_auth_token"),
     ("streaming_start", {"stream_url": "ws://h/x", "enable_dialogflow": "yes"}, "10015", "/enable_dialogflow"),
-    ("transcription_start", {"transcription_engine_config": {"interim_results": 1}}, "10015", "/transcription_engine_config/interim_results"),
+    ("transcription_start", {"transcription_engine_config": {"interim_results": 1}}, "10015",
+     "/transcription_engine_config/interim_results"),
     ("dial", {"connection_id": "1", "from": "+1", "to": ["+2", 3]}, "10015", "/to/1"),
     ("dial", {"connection_id": "1", "from": "+1", "to": "+2", "webhook_url": "ftp://x"}, "10003", "/webhook_url"),
     ("fork_start", {"target": "udp:999.1.1.1:80:9"}, "10003", "/target"),
@@ -114,7 +118,8 @@ def test_quality_stats_and_mos():
         truth.add_fork("rx", i, i * 160, 1, 0, fate, 0.01 * i, 0, script, 160)
     stats = call_quality_stats(truth, 99)
     assert stats["inbound"]["packet_count"] == "3" and stats["inbound"]["skip_packet_count"] == "1"
-    assert stats["inbound"]["jitter_packet_count"] == "1" and stats["outbound"] == {"packet_count": "99", "skip_packet_count": "0"}
+    assert stats["inbound"]["jitter_packet_count"] == "1" and \
+        stats["outbound"] == {"packet_count": "99", "skip_packet_count": "0"}
 
 
 def test_ground_truth_frame_types_and_payloads():
@@ -137,7 +142,8 @@ def test_media_clock_spreads_calls_over_slots_and_keeps_pace():
         seen: dict[int, list[tuple[int, float]]] = {key: [] for key in range(8)}
         clock.start(asyncio.get_running_loop())
         for key in seen:
-            clock.subscribe(key, lambda k, deadline, key=key: (seen[key].append((k, deadline)), clock.record_send(deadline)))
+            clock.subscribe(key, lambda k, deadline, key=key: (seen[key].append((k, deadline)),
+                                                               clock.record_send(deadline)))
         await await_until(lambda: all(len(ticks) >= 10 for ticks in seen.values()), what="10 ticks for every call")
         clock.unsubscribe(0)
         unsubscribed_after = len(seen[0])
@@ -146,10 +152,10 @@ def test_media_clock_spreads_calls_over_slots_and_keeps_pace():
         return seen, clock.pacing(), unsubscribed_after
 
     seen, pacing, unsubscribed_after = asyncio.run(run())
-    for key, ticks in seen.items():
+    for ticks in seen.values():
         ks = [k for k, _ in ticks]
         assert ks == list(range(ks[0], ks[0] + len(ks)))  # one tick every period, none skipped
-        assert all(abs((b - a) - 0.020) < 1e-9 for (_, a), (_, b) in zip(ticks, ticks[1:]))  # absolute deadlines
+        assert all(abs((b - a) - 0.020) < 1e-9 for (_, a), (_, b) in pairwise(ticks))  # absolute deadlines
     phases = {round((ticks[0][1] * 1000) % 20, 3) for ticks in seen.values()}
     assert len(phases) == 4  # two calls per slot, four slots
     assert len(seen[0]) == unsubscribed_after < len(seen[1]) and pacing["n"] == sum(len(t) for t in seen.values())
@@ -164,7 +170,8 @@ def test_serve_prints_the_environment_and_stops():
     thread.join(timeout(10))
     lines = out.getvalue().splitlines()
     names = [line.split("=")[0] for line in lines if line.startswith("export ")]
-    assert names == ["export TELNYX_BASE_URL", "export TELNYX_API_KEY", "export TELNYX_PUBLIC_KEY", "export TELNYX_CONNECTION_ID"]
+    assert names == ["export TELNYX_BASE_URL", "export TELNYX_API_KEY", "export TELNYX_PUBLIC_KEY",
+                     "export TELNYX_CONNECTION_ID"]
     assert lines[0].endswith("/v2") and not thread.is_alive()
 
 
@@ -178,7 +185,8 @@ _FIELDS = ["stream_url", "stream_track", "custom_parameters", "rx", "tx", "targe
 
 
 @settings(max_examples=300, deadline=None)
-@given(endpoint=st.sampled_from(sorted(SCHEMAS)), body=st.dictionaries(st.sampled_from(_FIELDS) | st.text(max_size=8), _json, max_size=5))
+@given(endpoint=st.sampled_from(sorted(SCHEMAS)),
+       body=st.dictionaries(st.sampled_from(_FIELDS) | st.text(max_size=8), _json, max_size=5))
 def test_any_json_body_is_accepted_or_a_telnyx_error(endpoint, body):
     try:
         checked = validate(endpoint, body)

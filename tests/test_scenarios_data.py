@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import wave
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -89,7 +90,7 @@ def test_scenario_length_and_turns(name):
     assert [u["id"] for u in utterances] == [f"u{n:02d}" for n in range(1, len(utterances) + 1)]
     assert {u["track"] for u in utterances} == TRACKS
     assert 0.5 <= utterances[0]["start_s"] <= 1.0
-    for before, after in zip(utterances, utterances[1:]):
+    for before, after in pairwise(utterances):
         assert before["track"] != after["track"], f"{after['id']} does not change speaker"
         assert 0.4 <= after["start_s"] - before["end_s"] <= 1.0, f"gap before {after['id']}"
     assert utterances[-1]["end_s"] <= scenario["duration_s"]
@@ -111,7 +112,7 @@ def test_utterance_fields_and_words(name, utterance):
         found = utterance["text"].find(word["word"], text_position)
         assert found >= 0, f"{word['word']!r} is not in the text after position {text_position}"
         text_position = found + len(word["word"])
-    for before, after in zip(words, words[1:]):
+    for before, after in pairwise(words):
         assert before["end_s"] <= after["start_s"], f"{before['word']!r} overlaps {after['word']!r}"
 
 
@@ -141,7 +142,7 @@ def test_word_spans_hold_the_speech(utterance, rate):
     samples = read_clip(utterance, rate)
     words = utterance["words"]
     gaps = [span(samples, rate, utterance, before["end_s"] + TOLERANCE_S, after["start_s"] - TOLERANCE_S)
-            for before, after in zip(words, words[1:])]
+            for before, after in pairwise(words)]
     silence_dbfs = dbfs(np.concatenate(gaps)) if gaps else -200.0
     assert silence_dbfs <= SILENCE_MAX_DBFS, f"between-word silence is at {silence_dbfs:.1f} dBFS"
     for word in words:

@@ -31,7 +31,8 @@ def test_assemble_orders_dedupes_and_fills_gaps_with_silence():
 
 def test_assemble_l16_silence_is_zero():
     l16 = codecs.get_codec("L16")
-    samples = assemble(np.array([1, 3]), np.array([0, 4]), np.array([4, 4]), l16.encode(np.array([1, 2, 3, 4], np.int16)), l16)
+    samples = assemble(np.array([1, 3]), np.array([0, 4]), np.array([4, 4]),
+                       l16.encode(np.array([1, 2, 3, 4], np.int16)), l16)
     assert samples.tolist() == [1, 2, 0, 0, 3, 4]
 
 

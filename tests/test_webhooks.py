@@ -55,8 +55,10 @@ def test_signature_made_as_the_protocol_reference_describes_verifies_with_ours()
     public_b64 = base64.b64encode(
         private_key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     ).decode()
-    body = json.dumps({"data": {"event_type": "call.transcription", "id": "1", "occurred_at": "2026-01-01T12:00:00.000000Z",
-                                "payload": {"call_control_id": "v3:abc"}, "record_type": "event"}, "meta": {"attempt": 1}})
+    body = json.dumps({"data": {"event_type": "call.transcription", "id": "1",
+                                "occurred_at": "2026-01-01T12:00:00.000000Z",
+                                "payload": {"call_control_id": "v3:abc"}, "record_type": "event"},
+                       "meta": {"attempt": 1}})
     ts = str(int(time.time()))
     headers = {"Telnyx-Signature-Ed25519": base64.b64encode(private_key.sign(f"{ts}|{body}".encode())).decode(),
                "Telnyx-Timestamp": ts}
@@ -117,7 +119,8 @@ def test_bad_timestamp_is_rejected(signer, timestamp):
     assert reason_for(body, {**headers, webhooks.TIMESTAMP_HEADER: timestamp}, signer.public_key) == "bad_timestamp"
 
 
-@given(st.dictionaries(st.sampled_from([webhooks.SIGNATURE_HEADER, webhooks.TIMESTAMP_HEADER, "x"]), st.text(max_size=100)))
+@given(st.dictionaries(st.sampled_from([webhooks.SIGNATURE_HEADER, webhooks.TIMESTAMP_HEADER, "x"]),
+                       st.text(max_size=100)))
 def test_arbitrary_header_values_fail_closed_with_a_reason(headers):
     with pytest.raises(webhooks.SignatureVerificationError) as info:
         webhooks.verify(b"{}", headers, webhooks.Signer().public_key)

@@ -37,8 +37,8 @@ def timeout(seconds: float) -> float:
 _scaled = timeout  # wait_until's parameter is called ``timeout`` too
 
 
-def wait_until(predicate, timeout: float = 10.0, what: str = "condition"):
-    """Poll ``predicate`` every 20 ms; return its first truthy value, or fail after ``timeout`` s (scaled)."""
+def _polls(predicate, timeout: float, what: str):
+    """Yield between polls until ``predicate()`` is truthy (returned as StopIteration.value)."""
     bound = _scaled(timeout)
     deadline = time.monotonic() + bound
     while True:
@@ -47,17 +47,26 @@ def wait_until(predicate, timeout: float = 10.0, what: str = "condition"):
             return value
         if time.monotonic() >= deadline:
             raise AssertionError(f"timed out after {bound:g} s waiting for {what}")
-        time.sleep(POLL_S)
+        yield
+
+
+def wait_until(predicate, timeout: float = 10.0, what: str = "condition"):
+    """Poll ``predicate`` every 20 ms; return its first truthy value, or fail after ``timeout`` s (scaled)."""
+    polls = _polls(predicate, timeout, what)
+    try:
+        while True:
+            next(polls)
+            time.sleep(POLL_S)
+    except StopIteration as done:
+        return done.value
 
 
 async def await_until(predicate, timeout: float = 10.0, what: str = "condition"):
     """``wait_until`` for coroutines: polls without blocking the running loop."""
-    bound = _scaled(timeout)
-    deadline = time.monotonic() + bound
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {bound:g} s waiting for {what}")
-        await asyncio.sleep(POLL_S)
+    polls = _polls(predicate, timeout, what)
+    try:
+        while True:
+            next(polls)
+            await asyncio.sleep(POLL_S)
+    except StopIteration as done:
+        return done.value

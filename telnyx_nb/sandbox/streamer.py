@@ -5,8 +5,9 @@ Order on the socket: ``connected`` (with the auth token if one was set; it also 
 ``start`` → ``media`` every 20 ms per streamed track (+ ``dtmf``, ``mark``, ``error``) →
 ``stop`` → close. Counters: ``sequence_number`` across all frames from 1 (``start`` is 1);
 ``chunk`` per track from 1; ``timestamp`` = milliseconds of media since the stream began,
-``20·(chunk-1)``. Frames are built by ``wire.media``; the media clock calls :meth:`emit`, and
-a per-stream writer task does the socket writes, so a slow peer never stalls the clock.
+``20·(chunk-1)``. The numbering, the frames and the error codes for bad application frames
+are ``wire.stream.StreamSender``'s; the media clock calls :meth:`emit`, and a per-stream
+writer task does the socket writes, so a slow peer never stalls the clock.
 """
 
 from __future__ import annotations
@@ -23,15 +24,18 @@ import aiohttp
 
 from telnyx_nb.sandbox.playback import Playback
 from telnyx_nb.wire import codecs, media
+from telnyx_nb.wire.stream import StreamSender
 
 if TYPE_CHECKING:
     from telnyx_nb.sandbox.calls import Call
+    from telnyx_nb.sandbox.ground_truth import Source
 
 __all__ = ["MediaStream", "wire_encoding", "TRACKS_FOR"]
 
 log = logging.getLogger(__name__)
 
-TRACKS_FOR = {"inbound_track": ("inbound",), "outbound_track": ("outbound",), "both_tracks": ("inbound", "outbound")}
+TRACKS_FOR: dict[str, tuple[media.Track, ...]] = {
+    "inbound_track": ("inbound",), "outbound_track": ("outbound",), "both_tracks": ("inbound", "outbound")}
 _DECODABLE = ("PCMU", "PCMA", "L16")
 _CLOSE = object()  # writer sentinel: close the socket gracefully
 _DROP = object()  # writer sentinel: drop the connection (impairment)
@@ -62,13 +66,13 @@ class MediaStream:
         self.custom_parameters = {p["name"]: str(p.get("value") or "") for p in params.get("custom_parameters") or []}
         self.bidirectional = params.get("stream_bidirectional_mode") == "rtp"
         self.app_codec: str = params.get("stream_bidirectional_codec") or "PCMU"
-        self.app_rate: int = params.get("stream_bidirectional_sampling_rate") or (16000 if self.app_codec == "L16" else 8000)
+        self.app_rate: int = (params.get("stream_bidirectional_sampling_rate")
+                              or (16000 if self.app_codec == "L16" else 8000))
         self.playback = Playback(self.codec.sample_rate, self.codec.frame_bytes() // self.codec.bytes_per_sample)
-        self.ws: aiohttp.ClientWebSocketResponse | None = None
+        self.ws: aiohttp.ClientWebSocketResponse[bool] | None = None
         self.live = False
         self.closed = False
-        self.first_frame: int | None = None
-        self.sequence_number = 0
+        self.sender = StreamSender(self.stream_id, call.ccid, user_id=call.user_id, auth_token=self.auth_token)
         self._out: deque[tuple[Any, int, float | None]] = deque()
         self._wake: asyncio.Future | None = None
         self._delayed: dict[int, tuple[asyncio.TimerHandle, str, int]] = {}
@@ -80,35 +84,34 @@ class MediaStream:
         """Connect, announce, then read the application's frames until the socket ends."""
         headers = {media.AUTH_TOKEN_HEADER: self.auth_token} if self.auth_token else {}
         try:
-            self.ws = await self.session.ws_connect(self.url, headers=headers, autoping=True,
-                                                    max_msg_size=MAX_APP_MESSAGE, autoclose=True)
+            ws = self.ws = await self.session.ws_connect(self.url, headers=headers, autoping=True,
+                                                         max_msg_size=MAX_APP_MESSAGE, autoclose=True)
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError) as exc:
             log.info("stream %s to %s failed: %s", self.stream_id, self.url, exc)
             self.closed = True
             self.call.stream_failed(self)
             return
         if self.closed:  # stopped while connecting
-            await self.ws.close()
+            await ws.close()
             return
         loop = asyncio.get_running_loop()
         self._writer = loop.create_task(self._write())
-        self._enqueue(media.dumps(media.Connected(auth_token=self.auth_token)))
+        self._enqueue(media.dumps(self.sender.connected()))
         self.call.stream_started(self)
-        self._enqueue(media.dumps(media.Start(
-            stream_id=self.stream_id, sequence_number=self._next_seq(), call_control_id=self.call.ccid,
-            media_format=media.MediaFormat(self.encoding, self.codec.sample_rate, 1),
-            call_session_id=self.call.session_id, user_id=self.call.user_id, from_=self.call.from_,
-            to=self.call.to, client_state=self.call.client_state, custom_parameters=self.custom_parameters,
+        self._enqueue(media.dumps(self.sender.start(
+            media.MediaFormat(self.encoding, self.codec.sample_rate, 1),
+            call_session_id=self.call.session_id, from_=self.call.from_, to=self.call.to,
+            client_state=self.call.client_state, custom_parameters=self.custom_parameters,
         )))
         self.live = True
         if self.call.impairment is not None and self.call.impairment.drop_ws_after_s is not None:
             self.schedule_drop(self.call.impairment.drop_ws_after_s)
         try:
-            async for message in self.ws:
+            async for message in ws:
                 if message.type == aiohttp.WSMsgType.TEXT:
                     self._on_app_frame(message.data)
                 elif message.type == aiohttp.WSMsgType.BINARY:
-                    self._app_error(100003, "binary frames are not accepted; send JSON text frames")
+                    self._enqueue(media.dumps(self.sender.receive_binary(message.data)))
         finally:
             if not self.closed:  # the application closed the socket (or the connection died)
                 self.closed = True
@@ -127,7 +130,7 @@ class MediaStream:
         self.live = False
         self._cancel_timers(flush=True)
         if self.ws is not None:
-            self._enqueue(media.dumps(media.Stop(self.stream_id, self._next_seq(), self.call.ccid, self.call.user_id)))
+            self._enqueue(media.dumps(self.sender.stop()))
             self._enqueue(_CLOSE)
 
     def schedule_drop(self, after_s: float) -> None:
@@ -171,27 +174,27 @@ class MediaStream:
         """Frame ``i`` of the call's media (20 ms each) for every streamed track."""
         if not self.live:
             return
-        if self.first_frame is None:
-            self.first_frame = i
-        chunk = i - self.first_frame + 1
+        sender = self.sender
+        chunk = sender.chunk(i)
         app_samples, marks = self.playback.pop_frame()
         call = self.call
         wall_ns = call.clock.wall_ns(deadline)
         script_source = call.frame_source(self.encoding)  # one shared object: no per-row allocation
         script, size = script_source
+        source: Source  # the script's tracks, or the mixed bytes themselves
         for track in self.tracks:
             if track == "outbound" and app_samples is not None:
                 payload = source = call.mixed_frame(self.encoding, i, app_samples)
             else:
                 payload, source = script[track][i * size:(i + 1) * size], script_source
-            seq = self._next_seq()
+            frame = sender.media(track, chunk, payload)  # numbered even if dropped: a real gap
             channel = call.channel("stream", track)
             fate, delay = channel.next() if channel is not None else ("delivered", 0.0)
-            call.ground_truth.add_stream(track, chunk, seq, 20 * (chunk - 1), wall_ns, fate, delay, self.stream_id,
-                                         i, source, len(payload))
+            call.ground_truth.add_stream(track, chunk, frame.sequence_number, frame.timestamp, wall_ns, fate, delay,
+                                         self.stream_id, i, source, len(payload))
             if fate == "dropped":
                 continue
-            text = media.dumps(media.Media(self.stream_id, seq, track, chunk, 20 * (chunk - 1), payload))
+            text = media.dumps(frame)
             copies = 2 if fate == "duplicated" else 1
             if delay > 0:
                 self._send_later(text, copies, deadline + delay)
@@ -202,7 +205,7 @@ class MediaStream:
 
     def send_dtmf(self, digit: str, occurred_at: str) -> None:
         if self.live:
-            self._enqueue(media.dumps(media.Dtmf(self.stream_id, self._next_seq(), digit, occurred_at)))
+            self._enqueue(media.dumps(self.sender.dtmf(digit, occurred_at)))
 
     def _send_later(self, text: str, copies: int, due: float) -> None:
         key = id(text)
@@ -214,10 +217,6 @@ class MediaStream:
         if entry is not None:
             self._enqueue(entry[1], entry[2], due)
 
-    def _next_seq(self) -> int:
-        self.sequence_number += 1
-        return self.sequence_number
-
     # --- writer ---------------------------------------------------------------------
     def _enqueue(self, text: Any, copies: int = 1, due: float | None = None) -> None:
         self._out.append((text, copies, due))
@@ -227,6 +226,7 @@ class MediaStream:
     async def _write(self) -> None:
         loop = asyncio.get_running_loop()
         ws = self.ws
+        assert ws is not None  # the writer task is only started once the socket is open
         record = self.call.clock.record_send
         try:
             while True:
@@ -249,10 +249,9 @@ class MediaStream:
 
     # --- application frames (bidirectional) ------------------------------------------------
     def _on_app_frame(self, data: str) -> None:
-        try:
-            frame = media.parse_app_frame(data)
-        except media.FrameError as exc:
-            self._app_error(100004 if exc.reason == "invalid_base64" else 100003, exc.detail)
+        frame = self.sender.receive_text(data)
+        if isinstance(frame, media.ErrorFrame):  # 100004 for bad base64, else 100003
+            self._enqueue(media.dumps(frame))
             return
         if isinstance(frame, media.AppMedia):
             self._on_app_media(frame.payload)
@@ -279,7 +278,7 @@ class MediaStream:
             self._app_error(100005, "playback queue is full")
 
     def _echo_mark(self, name: str) -> None:
-        self._enqueue(media.dumps(media.Mark(self.stream_id, self._next_seq(), name)))
+        self._enqueue(media.dumps(self.sender.mark(name)))
 
     def _app_error(self, code: int, detail: str) -> None:
-        self._enqueue(media.dumps(media.ErrorFrame.for_code(code, self.stream_id, detail)))
+        self._enqueue(media.dumps(self.sender.error(code, detail)))

@@ -224,7 +224,8 @@ class Store:
                 self.attribution.on_webhook(event.event_type, ccid, self.sources)
         return True
 
-    def add_dtmf(self, info: StreamInfo, occurred_at: str | None, sequence_number: int, digit: str, received_ns: int) -> None:
+    def add_dtmf(self, info: StreamInfo, occurred_at: str | None, sequence_number: int, digit: str,
+                 received_ns: int) -> None:
         with self.lock:
             self.dtmf.append(received_ns, info.index, occurred_at, sequence_number, digit)
 
@@ -238,7 +239,8 @@ class Store:
         with self.lock:
             self.stream_errors.append(received_ns, stream_id, origin, str(reason), code, detail, excerpt(raw))
 
-    def add_webhook_error(self, reason: Reason | str, detail: str, remote: str | None, raw: bytes, received_ns: int) -> None:
+    def add_webhook_error(self, reason: Reason | str, detail: str, remote: str | None, raw: bytes,
+                          received_ns: int) -> None:
         with self.lock:
             self.webhook_errors.append(received_ns, str(reason), detail, remote, excerpt(raw))
 
@@ -322,7 +324,8 @@ class Store:
         ccid: pd.Categorical | np.ndarray = labels([s.call_control_id for s in sources], source)
         if legs.notna().any():      # STREP: the call comes from the webhooks' call_leg_id
             by_leg = legs.map(self._leg_calls()).astype(object)
-            ccid = pd.Categorical(np.where(legs.notna(), by_leg.where(by_leg.notna(), None), np.asarray(ccid, dtype=object)))
+            by_leg = by_leg.where(by_leg.notna(), None)
+            ccid = pd.Categorical(np.where(legs.notna(), by_leg, np.asarray(ccid, dtype=object)))
         return pd.DataFrame({
             "received_at": utc(c["received_ns"]),
             "target": labels([s.target for s in sources], source),
@@ -342,7 +345,7 @@ class Store:
 
     def _leg_calls(self) -> dict[str, str]:
         with self.lock:
-            pairs = zip(self.events.columns["call_leg_id"][:], self.events.columns["call_control_id"][:])
+            pairs = zip(self.events.columns["call_leg_id"][:], self.events.columns["call_control_id"][:], strict=True)
             return {leg: ccid for leg, ccid in pairs if leg and ccid}
 
     @staticmethod

@@ -20,7 +20,7 @@ import binascii
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 import orjson
 
@@ -51,9 +51,9 @@ __all__ = [
 AUTH_TOKEN_HEADER = "x-telnyx-streaming-auth-token"
 
 #: Duration of one ``media`` frame, milliseconds: the standard 20 ms telephony ptime (160 PCMU
-#: bytes at 8 kHz). Telnyx's documentation does not state it (docs/protocol.md, "Codecs and
-#: frame sizes"); the sandbox sends one frame per track every FRAME_MS and stamps
-#: ``timestamp = FRAME_MS * (chunk - 1)``.
+#: bytes at 8 kHz). Telnyx's documentation does not state it (docs/protocol.md, "Where Telnyx
+#: is silent: the project's choices"); the sandbox sends one frame per track every FRAME_MS
+#: and stamps ``timestamp = FRAME_MS * (chunk - 1)``.
 FRAME_MS = 20
 
 #: WebSocket error frame codes (integers, unlike REST error codes).
@@ -151,7 +151,8 @@ class Start:
         if self.custom_parameters:
             start["custom_parameters"] = dict(self.custom_parameters)
         start["media_format"] = self.media_format.to_dict()
-        return {"event": "start", "sequence_number": str(self.sequence_number), "stream_id": self.stream_id, "start": start}
+        return {"event": "start", "sequence_number": str(self.sequence_number), "stream_id": self.stream_id,
+                "start": start}
 
 
 @dataclass(slots=True)
@@ -192,7 +193,8 @@ class Stop:
         stop: dict[str, Any] = {"call_control_id": self.call_control_id}
         if self.user_id is not None:
             stop["user_id"] = self.user_id
-        return {"event": "stop", "sequence_number": str(self.sequence_number), "stream_id": self.stream_id, "stop": stop}
+        return {"event": "stop", "sequence_number": str(self.sequence_number), "stream_id": self.stream_id,
+                "stop": stop}
 
 
 @dataclass(slots=True)
@@ -222,7 +224,8 @@ class Mark:
     name: str
 
     def to_dict(self) -> dict[str, Any]:
-        return {"event": "mark", "stream_id": self.stream_id, "sequence_number": str(self.sequence_number), "mark": {"name": self.name}}
+        return {"event": "mark", "stream_id": self.stream_id, "sequence_number": str(self.sequence_number),
+                "mark": {"name": self.name}}
 
 
 @dataclass(slots=True)
@@ -241,7 +244,8 @@ class ErrorFrame:
         return cls(stream_id, code, title, detail or default_detail)
 
     def to_dict(self) -> dict[str, Any]:
-        frame: dict[str, Any] = {"event": "error", "payload": {"code": self.code, "title": self.title, "detail": self.detail}}
+        frame: dict[str, Any] = {"event": "error",
+                                 "payload": {"code": self.code, "title": self.title, "detail": self.detail}}
         if self.stream_id is not None:
             frame["stream_id"] = self.stream_id
         return frame
@@ -275,8 +279,8 @@ class Clear:
         return {"event": "clear"}
 
 
-TelnyxFrame = Union[Connected, Start, Media, Stop, Dtmf, Mark, ErrorFrame]
-AppFrame = Union[AppMedia, AppMark, Clear]
+TelnyxFrame = Connected | Start | Media | Stop | Dtmf | Mark | ErrorFrame
+AppFrame = AppMedia | AppMark | Clear
 
 
 def dumps(frame: TelnyxFrame | AppFrame) -> str:
@@ -401,7 +405,8 @@ def _parse_start(frame: dict[str, Any]) -> Start:
     sample_rate = _counter(frame, fmt, "sample_rate")
     channels = _counter(frame, fmt, "channels", 1)
     if not (0 < sample_rate <= MAX_SAMPLE_RATE and 0 < channels <= MAX_CHANNELS):
-        raise _fail(frame, Reason.BAD_FIELD, f"media_format sample_rate {sample_rate} / channels {channels} out of range")
+        raise _fail(frame, Reason.BAD_FIELD,
+                    f"media_format sample_rate {sample_rate} / channels {channels} out of range")
     return Start(
         stream_id=_text(frame, frame, "stream_id"),
         sequence_number=_counter(frame, frame, "sequence_number", 0),

@@ -1,8 +1,8 @@
 """One media-stream WebSocket as a sans-I/O state machine, both sides.
 
 The rules here are the stateful part of Telnyx's media-streaming protocol (``docs/protocol.md``,
-sections "Connection", "Frames from Telnyx" and "Lifecycle"); single frames are
-:mod:`telnyx_nb.wire.media`. Nothing here touches a socket: the caller feeds each WebSocket
+"Media-stream connection and auth token" and "Media-stream frames from Telnyx"); single
+frames are :mod:`telnyx_nb.wire.media`. Nothing here touches a socket: the caller feeds each WebSocket
 message in and acts on what comes back, so both sides can be tested with plain strings.
 
 - :class:`StreamConnection` is the application's (receiver's) side of one socket. Each
@@ -14,7 +14,7 @@ message in and acts on what comes back, so both sides can be tested with plain s
 
 Receiver-side rules:
 
-1. **Auth** ("Connection"): with a token configured, Telnyx presents it in the
+1. **Auth** ("Media-stream connection and auth token"): with a token configured, Telnyx presents it in the
    ``x-telnyx-streaming-auth-token`` upgrade header and in ``connected``'s
    ``x-telnyx-streaming-auth-token``. A header that does not match refuses the upgrade; with
    no header, the first message must be a ``connected`` frame carrying the token, else the
@@ -36,7 +36,6 @@ import hmac
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum
-from typing import Union
 
 from telnyx_nb.wire.errors import Reason
 from telnyx_nb.wire.media import (
@@ -73,7 +72,7 @@ __all__ = [
 ]
 
 #: Telnyx ``error`` frame codes the sender answers bad application frames with
-#: (``docs/protocol.md``, "Frames from Telnyx", error table).
+#: (``docs/protocol.md``, "Media-stream error frames").
 MALFORMED_FRAME = 100003
 INVALID_MEDIA = 100004
 
@@ -161,7 +160,7 @@ class Refused:
 
 
 #: What ``StreamConnection.receive_text`` / ``receive_binary`` return, one per message.
-Event = Union[Media, Dtmf, Mark, ErrorFrame, Connected, Started, Stopped, Rejected, Refused]
+Event = Media | Dtmf | Mark | ErrorFrame | Connected | Started | Stopped | Rejected | Refused
 
 
 def same_token(offered: str, token: str) -> bool:
@@ -196,24 +195,27 @@ class StreamConnection:
     or auth refusal; a ``start`` of a new stream clears it).
     """
 
-    __slots__ = ("stream_id", "authenticated", "ended", "max_message_size", "_token", "_state", "_fast_limit",
-                 "_refusal")
+    __slots__ = ("stream_id", "authenticated", "ended", "_limit", "_token", "_state", "_fast_limit", "_refusal")
 
     stream_id: str | None
     authenticated: bool
     ended: bool
-    max_message_size: int
 
     def __init__(self, *, auth_token: str | None = None, max_message_size: int = 1 << 20) -> None:
         self.stream_id = None
         self.authenticated = False
         self.ended = False
-        self.max_message_size = max_message_size
+        self._limit = max_message_size
         self._token = auth_token
         # With a token the connection starts locked; a matching upgrade header unlocks it.
         self._state = _OPEN if auth_token is None else _LOCKED
         self._fast_limit = max_message_size if auth_token is None else -1
         self._refusal = ""
+
+    @property
+    def max_message_size(self) -> int:
+        """The longest text message accepted, in characters (fixed at construction)."""
+        return self._limit
 
     def open(self, header_token: str | None) -> Refused | None:
         """The upgrade request's ``x-telnyx-streaming-auth-token`` header (None if absent).
@@ -230,7 +232,7 @@ class StreamConnection:
         if not same_token(header_token, token):
             return self._refuse(_HEADER_MISMATCH)
         self.authenticated = True
-        self._state, self._fast_limit = _OPEN, self.max_message_size
+        self._state, self._fast_limit = _OPEN, self._limit
         return None
 
     def receive_text(self, data: str) -> Event:
@@ -276,7 +278,7 @@ class StreamConnection:
     def _gated_text(self, data: str) -> Event:
         state = self._state
         if state == _OPEN:
-            return Rejected(Reason.OVERSIZED, f"{len(data)} characters, limit {self.max_message_size}", self.stream_id)
+            return Rejected(Reason.OVERSIZED, f"{len(data)} characters, limit {self._limit}", self.stream_id)
         if state == _LOCKED:
             return self._authenticate(data)
         return self._after_end(state)
@@ -284,7 +286,7 @@ class StreamConnection:
     def _authenticate(self, data: str) -> Event:
         """The first message of a locked connection: a ``connected`` frame with the token, or refusal."""
         token = self._token
-        if token is not None and len(data) <= self.max_message_size:
+        if token is not None and len(data) <= self._limit:
             try:
                 frame = parse_frame(data)
             except FrameError:
@@ -292,7 +294,7 @@ class StreamConnection:
             else:
                 if type(frame) is Connected and frame.auth_token is not None and same_token(frame.auth_token, token):
                     self.authenticated = True
-                    self._state, self._fast_limit = _OPEN, self.max_message_size
+                    self._state, self._fast_limit = _OPEN, self._limit
                     return frame
         return self._refuse(_NO_TOKEN)
 
@@ -339,14 +341,15 @@ class StreamConnection:
 class StreamSender:
     """Telnyx's side of one media stream: numbers and builds the frames it sends.
 
-    Numbering (``docs/protocol.md``, "Frames from Telnyx": undocumented by Telnyx, inferred
-    from its examples): ``sequence_number`` counts every numbered frame of the stream from 1
-    (``start`` is 1; ``connected`` and ``error`` carry none); ``chunk`` counts media ticks
-    from 1 at the first tick the stream sends (both tracks of one tick share a chunk);
-    ``timestamp`` is milliseconds of media, ``FRAME_MS * (chunk - 1)``.
+    Numbering (undocumented by Telnyx; ``docs/protocol.md``, "Media-stream counters, tracks
+    and ordering" and "Where Telnyx is silent: the project's choices"): ``sequence_number``
+    counts every numbered frame of the stream from 1 (``start`` is 1; ``connected`` and
+    ``error`` carry none); ``chunk`` counts media ticks from 1 at the first tick the stream
+    sends (both tracks of one tick share a chunk); ``timestamp`` is milliseconds of media,
+    ``FRAME_MS * (chunk - 1)``.
 
-    Every builder takes a number, so a caller that drops a frame after building it (an
-    impairment) still leaves the gap a real loss would.
+    Every numbered builder takes the next number, so a caller that drops a frame after
+    building it (an impairment) leaves the gap a real loss would.
     """
 
     __slots__ = ("stream_id", "call_control_id", "user_id", "auth_token", "sequence_number", "first_tick")
