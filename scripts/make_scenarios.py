@@ -32,6 +32,7 @@ Usage: ``python3 scripts/make_scenarios.py``
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import re
@@ -387,7 +388,7 @@ def verify_clip(label: str, pcm: np.ndarray, rate: int, utterance: dict) -> None
         for edge, window in (("start", onset), ("end", offset)):
             if frame_rms_dbfs(window / 32768.0, rate).max() < EDGE_MIN_DBFS:
                 problems.append(f"word {word['word']!r} has no speech within 20 ms of its {edge}")
-    for before, after in zip(words, words[1:]):
+    for before, after in itertools.pairwise(words):
         gap = samples_between(before["end_s"] + TIMING_TOLERANCE_S, after["start_s"] - TIMING_TOLERANCE_S)
         if rms_dbfs(gap) > GAP_MAX_RMS_DBFS:
             problems.append(f"gap after {before['word']!r} is not silent ({rms_dbfs(gap):.1f} dBFS)")

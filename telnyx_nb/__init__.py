@@ -10,6 +10,7 @@ from telnyx_nb.actions import (
     stop_transcription,
 )
 from telnyx_nb.audio import Audio
+from telnyx_nb.errors import Reason, StreamNotOpenError, StreamNotStartedError, TelnyxNbError
 from telnyx_nb.receiver import Receiver
 from telnyx_nb.sandbox import Sandbox
 from telnyx_nb.session import load
@@ -18,6 +19,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "wire", "__version__", "Receiver", "Sandbox", "Audio", "load",
+    "TelnyxNbError", "Reason", "StreamNotOpenError", "StreamNotStartedError",
     "start_streaming", "stop_streaming", "start_forking", "stop_forking",
     "start_transcription", "stop_transcription",
 ]

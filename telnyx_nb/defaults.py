@@ -8,16 +8,21 @@ constructor (it may import only ``telnyx_nb.wire``); the 20 ms media frame both 
 
 from __future__ import annotations
 
+from telnyx_nb.wire.webhooks import TOLERANCE_SECONDS
+
 __all__ = [
     "HOST", "MAX_MESSAGE_SIZE", "MAX_WEBHOOK_SIZE", "HARD_LIMIT_FACTOR", "READ_SIZE", "UDP_RCVBUF",
     "BACKLOG", "FORK_CLAIM_WINDOW_S", "CALLBACK_QUEUE_SIZE", "SHUTDOWN_TIMEOUT_S", "STOP_TIMEOUT_S",
-    "LAG_INTERVAL_S", "LAG_SAMPLES", "EXCERPT_CHARS",
+    "LAG_INTERVAL_S", "LAG_SAMPLES", "EXCERPT_CHARS", "SIGNATURE_TOLERANCE_S",
 ]
 
 #: Interface the receiver listens on: loopback unless told otherwise.
 HOST = "127.0.0.1"
 #: Largest WebSocket text message stored, in characters; longer ones go to ``stream_errors``.
 MAX_MESSAGE_SIZE = 1 << 20
+#: Webhook signatures whose timestamp is further than this from the receiver's clock are
+#: refused (``stale``/``future``), in seconds: Telnyx's replay window.
+SIGNATURE_TOLERANCE_S: float = TOLERANCE_SECONDS
 #: Largest webhook body accepted, in bytes; larger ones get HTTP 413.
 MAX_WEBHOOK_SIZE = 1 << 20
 #: A WebSocket message longer than this many times ``max_message_size`` closes the connection

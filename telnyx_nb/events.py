@@ -33,22 +33,23 @@ class EventBus:
         if queue_size < 1:
             raise ValueError(f"callback_queue_size must be >= 1, got {queue_size!r}")
         self._listeners: dict[str, tuple[Callback, ...]] = {}
+        #: True when anybody listens (the I/O thread builds no event otherwise); a plain
+        #: attribute, read once per media frame.
+        self.active = False
         self._queue: queue.Queue[Any] = queue.Queue(queue_size)
         self._name = name
         self._thread: threading.Thread | None = None
+        self._closing = False
         self.dropped = 0
         self.errors = 0
 
-    @property
-    def active(self) -> bool:
-        """True when anybody listens (the I/O thread builds no event otherwise)."""
-        return bool(self._listeners)
-
     def on(self, event_type: str, callback: Callback) -> Callable[[], None]:
-        """Add a listener; returns the function that removes it."""
+        """Add a listener; returns the function that removes it. TypeError if not callable."""
+        if not callable(callback):
+            raise TypeError(f"callback must be callable, got {callback!r}")
         listeners = dict(self._listeners)
         listeners[event_type] = (*listeners.get(event_type, ()), callback)
-        self._listeners = listeners
+        self._listeners, self.active = listeners, True
 
         def unsubscribe() -> None:
             listeners = dict(self._listeners)
@@ -57,7 +58,7 @@ class EventBus:
                 listeners[event_type] = remaining
             else:
                 listeners.pop(event_type, None)
-            self._listeners = listeners
+            self._listeners, self.active = listeners, bool(listeners)
 
         return unsubscribe
 
@@ -78,13 +79,21 @@ class EventBus:
     def start(self) -> None:
         """Start the worker thread (no-op when it runs)."""
         if self._thread is None or not self._thread.is_alive():
+            self._closing = False
             self._thread = threading.Thread(target=self._work, name=self._name, daemon=True)
             self._thread.start()
 
     def close(self, timeout: float) -> bool:
-        """Run what is queued, then end the worker; False when it did not end within ``timeout``."""
+        """Run what is queued, then end the worker; False when it did not end within ``timeout``.
+
+        Called from a callback (on the worker itself), the worker ends after that callback.
+        """
         thread = self._thread
         if thread is None:
+            return True
+        if thread is threading.current_thread():   # stop() called from a callback: end after it
+            self._closing = True
+            self._thread = None
             return True
         try:
             self._queue.put(_CLOSE, timeout=timeout)
@@ -104,6 +113,8 @@ class EventBus:
             callbacks, event = item
             for i, callback in enumerate(callbacks):
                 self._call(callback, event if i == len(callbacks) - 1 else copy.deepcopy(event))
+            if self._closing:
+                return
 
     def _call(self, callback: Callback, event: dict[str, Any]) -> None:
         try:

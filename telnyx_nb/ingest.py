@@ -54,6 +54,17 @@ class Limits:
     shutdown_timeout_s: float = defaults.SHUTDOWN_TIMEOUT_S
     lag_interval_s: float = defaults.LAG_INTERVAL_S
     lag_samples: int = defaults.LAG_SAMPLES
+    signature_tolerance_s: float = defaults.SIGNATURE_TOLERANCE_S
+
+    def __post_init__(self) -> None:
+        for name in ("max_message_size", "max_webhook_size", "backlog", "read_size", "udp_rcvbuf", "lag_samples"):
+            value = getattr(self, name)
+            if not (isinstance(value, int) and value >= 1):
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        for name in ("shutdown_timeout_s", "lag_interval_s", "signature_tolerance_s"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and value > 0):
+                raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
 
 
 class _Stamped(asyncio.Protocol):
@@ -152,6 +163,8 @@ class Ingest:
         """Listen; returns the bound HTTP port and the two fork ports (rx, tx)."""
         loop = asyncio.get_running_loop()
         limits = self.limits
+        self.stopping = False
+        self._udp = []
         app = web.Application(client_max_size=limits.max_webhook_size)
         app.router.add_post("/webhooks", self._on_webhook)
         app.router.add_get("/stream", self._on_stream)
@@ -211,7 +224,7 @@ class Ingest:
         verified = self.verify_key is not None
         try:
             if verified:
-                webhooks.verify(body, request.headers, self.verify_key)
+                webhooks.verify(body, request.headers, self.verify_key, tolerance=self.limits.signature_tolerance_s)
             event = webhooks.parse_event(body)
         except webhooks.WebhookError as exc:
             return self._reject_webhook(request, exc, body, ns)
@@ -323,7 +336,7 @@ class Ingest:
                 self._emit_stream(info, "stream.mark", at, name=name)
             case media.ErrorFrame(code=code, title=title, detail=detail):
                 stream_id = event.stream_id or (link.info.stream_id if link.info else None)
-                self.store.add_stream_error(stream_id, "telnyx", title or "telnyx_error", detail, raw, ns, code)
+                self.store.add_stream_error(stream_id, "telnyx", title, detail, raw, ns, code)  # Telnyx's own title
                 self.bus.emit("stream.error", lambda: {"stream_id": stream_id, "origin": "telnyx", "reason": title,
                                                        "code": code, "detail": detail})
             case stream.Rejected(reason=reason, detail=detail, stream_id=stream_id):

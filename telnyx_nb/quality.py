@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from telnyx_nb.emodel import mos
-from telnyx_nb.wire import codecs
+from telnyx_nb.wire import codecs, media
 from telnyx_nb.wire.rtp import extend_sequence
 
 __all__ = ["sequence_stats", "quality"]
@@ -78,7 +78,7 @@ def _frame_seconds(group: pd.DataFrame) -> float:
         codec = codecs.get_codec(group["encoding"].iloc[0])
         rate = int(group["sample_rate"].iloc[0])
     except (codecs.UnsupportedCodecError, AttributeError, TypeError):
-        return 0.020
+        return media.FRAME_MS / 1000
     size = int(np.bincount(group["n_bytes"].to_numpy(np.int64)).argmax())
     return size / codec.bytes_per_sample / rate
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import numbers
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -48,7 +50,8 @@ class Receiver(StoreSession):
     Limits, each with its default and unit in ``telnyx_nb.defaults``: ``max_message_size``
     (characters), ``max_webhook_size`` (bytes), ``backlog`` (connections), ``read_size`` and ``udp_rcvbuf``
     (bytes), ``fork_claim_window_s`` (seconds), ``callback_queue_size`` (events),
-    ``shutdown_timeout_s`` and ``stop_timeout_s`` (seconds). ``loop``: "auto" (uvloop if
+    ``signature_tolerance_s`` (the webhook replay window), ``shutdown_timeout_s`` and
+    ``stop_timeout_s`` (seconds); ValueError for a value out of range. ``loop``: "auto" (uvloop if
     importable), "uvloop" or "asyncio".
     """
 
@@ -73,12 +76,19 @@ class Receiver(StoreSession):
         fork_claim_window_s: float = defaults.FORK_CLAIM_WINDOW_S,
         callback_queue_size: int = defaults.CALLBACK_QUEUE_SIZE,
         shutdown_timeout_s: float = defaults.SHUTDOWN_TIMEOUT_S,
+        signature_tolerance_s: float = defaults.SIGNATURE_TOLERANCE_S,
         stop_timeout_s: float = defaults.STOP_TIMEOUT_S,
     ) -> None:
         if l16_byteorder not in ("big", "little"):
             raise ValueError(f"l16_byteorder must be 'big' or 'little', got {l16_byteorder!r}")
         if loop not in LOOP_KINDS:
             raise ValueError(f"loop must be one of {LOOP_KINDS}, got {loop!r}")
+        if not stop_timeout_s > 0:
+            raise ValueError(f"stop_timeout_s must be > 0, got {stop_timeout_s!r}")
+        for payload_type, name in (payload_types or {}).items():
+            if not (isinstance(payload_type, int) and 0 <= payload_type <= 127):
+                raise ValueError(f"payload_types keys are RTP payload types 0..127, got {payload_type!r}")
+            codecs.get_codec(name)      # UnsupportedCodecError (a ValueError) for a codec we cannot decode
         super().__init__(Store(payload_types=payload_types, fork_claim_window_s=fork_claim_window_s),
                          l16_byteorder=l16_byteorder)
         self.host, self.port = host, port
@@ -93,7 +103,8 @@ class Receiver(StoreSession):
         self._ingest = Ingest(
             self._store, self._bus,
             Limits(max_message_size=max_message_size, max_webhook_size=max_webhook_size, backlog=backlog,
-                   read_size=read_size, udp_rcvbuf=udp_rcvbuf, shutdown_timeout_s=shutdown_timeout_s),
+                   read_size=read_size, udp_rcvbuf=udp_rcvbuf, shutdown_timeout_s=shutdown_timeout_s,
+                   signature_tolerance_s=signature_tolerance_s),
             verify_key=webhooks.load_public_key(public_key) if public_key is not None else None,
             stream_auth_token=stream_auth_token,
         )
@@ -146,6 +157,8 @@ class Receiver(StoreSession):
                 self._unjoined.append(self._io.name)
             if not self._bus.close(self.stop_timeout_s):
                 self._unjoined.append("telnyx_nb-callbacks")
+                warnings.warn(f"telnyx_nb-callbacks: a callback still runs after {self.stop_timeout_s} s; "
+                              "the thread is left running (health()['unjoined_threads'])", RuntimeWarning, stacklevel=3)
 
     async def astop(self) -> None:
         """``stop()`` for asyncio code."""
@@ -243,6 +256,10 @@ class Receiver(StoreSession):
         worker thread, never on the receiver's loop, each with its own copy of the event; an
         exception is counted and warned about. Events beyond ``callback_queue_size`` waiting
         are dropped and counted (``health()["callbacks_dropped"]``).
+
+        "stream.closed" reports the socket's end ("closed", "error", "message_too_big",
+        "auth_failed", "replaced", "receiver_stopped"); a stream that sent ``stop`` first keeps
+        ``end_reason`` "stop" in ``streams`` while its socket's end is still reported here.
         """
         return self._bus.on(event_type, callback)
 
@@ -262,9 +279,16 @@ class Receiver(StoreSession):
         unless ``encoding`` names another (Telnyx's ``stream_bidirectional_codec`` must match,
         with ``stream_bidirectional_mode="rtp"``). Resampling is linear interpolation to the
         codec's rate. Returns a Future that completes when the last frame was sent.
-        Raises StreamNotOpenError for a stream with no open socket here, and
+        Raises ValueError for samples that are not 1-D or a rate that is not a positive int,
+        StreamNotOpenError for a stream with no open socket here, and
         StreamNotStartedError before the stream's ``start`` frame (its codec is unknown).
         """
+        samples = np.asarray(samples)
+        if samples.ndim != 1:
+            raise ValueError(f"samples must be mono (1-D), got shape {samples.shape}")
+        if not (isinstance(rate, numbers.Integral) and rate > 0):
+            raise ValueError(f"rate must be a positive number of samples per second, got {rate!r}")
+        rate = int(rate)
         link = self._link(stream_id)
         info = link.info
         if encoding is None and (info is None or info.encoding is None):

@@ -1,5 +1,11 @@
-"""Dependencies point one way: checked on the source of every module (imports inside functions
-and under TYPE_CHECKING count too)."""
+"""Dependencies point one way, checked on the source of every module.
+
+Each layer lists what it may depend on, and the check follows imports transitively (an allowed
+module that imports a forbidden one is a violation too). Imports inside functions and under
+TYPE_CHECKING count. ``import telnyx_nb`` or ``from telnyx_nb import <name>`` depends on the
+package facade, which imports everything: only the top layer (``__init__``, ``cli``, ``demo``)
+may do that.
+"""
 
 from __future__ import annotations
 
@@ -11,33 +17,31 @@ import pytest
 import telnyx_nb
 
 PACKAGE = Path(telnyx_nb.__file__).parent
+ROOT = "telnyx_nb"
 
-#: Modules that import nothing of telnyx_nb but ``wire`` (so every layer, the sandbox
-#: included, may use them).
-SHARED = ("telnyx_nb.wire", "telnyx_nb.emodel", "telnyx_nb.loopthread", "telnyx_nb.defaults")
+_RECEIVER_SIDE = ("receiver", "ingest", "events", "outbound", "session", "store", "audio", "quality", "emodel",
+                  "defaults", "errors", "loopthread", "wire")
 
-#: (modules, what they must not import, why)
-RULES = [
-    ("telnyx_nb.wire", lambda dep: not dep.startswith("telnyx_nb.wire"), "wire is the bottom layer"),
-    ("telnyx_nb.emodel", lambda dep: True, "a pure leaf module"),
-    ("telnyx_nb.loopthread", lambda dep: True, "a pure leaf module"),
-    ("telnyx_nb.defaults", lambda dep: True, "a pure leaf module"),
-    ("telnyx_nb.sandbox", lambda dep: not dep.startswith(("telnyx_nb.sandbox", *SHARED)),
-     "the sandbox uses only wire, the shared leaf modules and itself"),
-    ("telnyx_nb.store", lambda dep: dep.startswith(("telnyx_nb.quality", "telnyx_nb.session", "telnyx_nb.receiver",
-                                                    "telnyx_nb.ingest", "telnyx_nb.sandbox")),
-     "storage never imports analytics, the read facade or the I/O"),
-    ("telnyx_nb.receiver", lambda dep: dep.startswith("telnyx_nb.sandbox"), "the receiver never imports the sandbox"),
-    ("telnyx_nb.ingest", lambda dep: dep.startswith(("telnyx_nb.sandbox", "telnyx_nb.quality", "telnyx_nb.session")),
-     "the I/O layer stores; it does not analyse"),
-    ("telnyx_nb.events", lambda dep: dep.startswith("telnyx_nb.sandbox"), "the receiver never imports the sandbox"),
-    ("telnyx_nb.outbound", lambda dep: dep.startswith("telnyx_nb.sandbox"), "the receiver never imports the sandbox"),
-    ("telnyx_nb.session", lambda dep: dep.startswith(("telnyx_nb.sandbox", "telnyx_nb.receiver", "telnyx_nb.ingest")),
-     "the read facade reads tables; it has no I/O"),
-    ("telnyx_nb.quality", lambda dep: dep.startswith(("telnyx_nb.sandbox", "telnyx_nb.receiver", "telnyx_nb.store",
-                                                      "telnyx_nb.session")),
-     "analytics work on DataFrames only"),
-]
+#: layer -> the layers (module or package names under telnyx_nb) it may depend on, itself included.
+ALLOWED: dict[str, tuple[str, ...]] = {
+    "wire": ("wire",),
+    "emodel": ("emodel",),
+    "loopthread": ("loopthread",),
+    "defaults": ("defaults", "wire"),
+    "errors": ("errors", "wire"),
+    "sandbox": ("sandbox", "wire", "emodel", "loopthread"),
+    "store": ("store", "defaults", "wire"),
+    "quality": ("quality", "emodel", "wire"),
+    "audio": ("audio", "wire"),
+    "events": ("events", "defaults", "wire"),
+    "outbound": ("outbound", "wire"),
+    "ingest": ("ingest", "events", "outbound", "store", "defaults", "wire"),
+    "session": ("session", "store", "audio", "quality", "emodel", "defaults", "wire"),
+    "receiver": _RECEIVER_SIDE,
+    "actions": ("actions", *_RECEIVER_SIDE),
+}
+#: The top layer: the public facade and the command line, which may use everything.
+TOP = ("telnyx_nb", "telnyx_nb.cli", "telnyx_nb.demo")
 
 
 def module_name(path: Path) -> str:
@@ -45,47 +49,75 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def imports(path: Path) -> set[str]:
-    """Every telnyx_nb module ``path`` imports (``from a import b`` counts as ``a.b`` too)."""
+MODULES = sorted(PACKAGE.rglob("*.py"))
+NAMES = {module_name(p) for p in MODULES}
+
+
+def _resolve(name: str) -> str:
+    """The module ``name`` refers to: itself, or the nearest enclosing module that exists."""
+    while name not in NAMES and "." in name:
+        name = name.rpartition(".")[0]
+    return name
+
+
+def direct_imports(path: Path, names: set[str] = NAMES) -> set[str]:
+    """The telnyx_nb modules ``path`` imports, with the subpackages whose ``__init__`` runs."""
     found = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                package = module_name(path) if path.name == "__init__.py" else module_name(path).rpartition(".")[0]
-                parts = package.split(".")
-                base = ".".join(parts[: len(parts) - node.level + 1] + ([base] if base else []))
-            found.add(base)
-            found.update(f"{base}.{alias.name}" for alias in node.names)
-    return {name for name in found if name == "telnyx_nb" or name.startswith("telnyx_nb.")}
+            found.update(alias.name for alias in node.names if alias.name.split(".")[0] == ROOT)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == ROOT:
+            for alias in node.names:
+                candidate = f"{node.module}.{alias.name}"
+                found.add(candidate if candidate in names else node.module)
+    deps = set()
+    for name in found:
+        name = _resolve(name)
+        deps.add(name)
+        parts = name.split(".")
+        deps.update(".".join(parts[:i]) for i in range(2, len(parts)))   # subpackage __init__s, not the root
+    return deps
 
 
-MODULES = sorted(PACKAGE.rglob("*.py"))
+GRAPH = {module_name(p): direct_imports(p) for p in MODULES}
 
 
-def test_every_module_is_checked():
+def closure(name: str) -> set[str]:
+    seen, todo = set(), [name]
+    while todo:
+        for dep in GRAPH.get(todo.pop(), ()):
+            if dep not in seen:
+                seen.add(dep)
+                todo.append(dep)
+    seen.discard(name)
+    return seen
+
+
+def layer(name: str) -> str:
+    return name.split(".")[1] if name != ROOT else ROOT
+
+
+def test_every_module_has_a_layer_and_is_checked():
     assert len(MODULES) > 30
-    assert {module_name(p) for p in MODULES} >= {"telnyx_nb.wire.stream", "telnyx_nb.store.tables", "telnyx_nb.session"}
+    unruled = sorted(n for n in NAMES if n not in TOP and layer(n) not in ALLOWED)
+    assert not unruled, f"modules without a layer rule: {unruled}"
 
 
-@pytest.mark.parametrize("path", MODULES, ids=lambda p: module_name(p))
-def test_imports_point_one_way(path):
-    name = module_name(path)
-    deps = imports(path)
-    for scope, forbidden, why in RULES:
-        if name == scope or name.startswith(scope + "."):
-            bad = sorted(dep for dep in deps if dep != "telnyx_nb" and forbidden(dep))
-            assert not bad, f"{name} imports {bad}: {why}"
-            if scope == "telnyx_nb.wire":
-                assert "telnyx_nb" not in deps, f"{name} imports the telnyx_nb package itself"
+@pytest.mark.parametrize("name", sorted(n for n in NAMES if n not in TOP))
+def test_imports_point_one_way(name):
+    allowed = {f"{ROOT}.{part}" for part in ALLOWED[layer(name)]}
+    bad = sorted(dep for dep in closure(name)
+                 if dep == ROOT or not any(dep == a or dep.startswith(a + ".") for a in allowed))
+    assert not bad, f"{name} depends on {bad}; layer {layer(name)!r} may use only {ALLOWED[layer(name)]}"
 
 
-def test_the_checker_sees_a_forbidden_import(tmp_path):
-    """The rule engine itself: a module importing analytics from storage is caught."""
+def test_the_checker_follows_imports_transitively(tmp_path):
+    """The rule engine itself: an indirect path to a forbidden layer is found."""
     bad = tmp_path / "bad.py"
-    bad.write_text("from telnyx_nb import quality\nimport telnyx_nb.receiver as r\n")
-    assert imports(bad) >= {"telnyx_nb.quality", "telnyx_nb.receiver"}
-    store_rule = next(rule for scope, rule, _ in RULES if scope == "telnyx_nb.store")
-    assert store_rule("telnyx_nb.quality") and not store_rule("telnyx_nb.wire.codecs")
+    bad.write_text("import telnyx_nb.cli\nfrom telnyx_nb import quality\nfrom telnyx_nb.store import tables\n")
+    deps = direct_imports(bad)
+    assert deps >= {"telnyx_nb.cli", "telnyx_nb.quality", "telnyx_nb.store.tables", "telnyx_nb.store"}
+    assert "telnyx_nb.sandbox" in closure("telnyx_nb.cli")          # so cli is off limits below the top
+    facade = tmp_path / "facade.py"
+    facade.write_text("import telnyx_nb\nfrom telnyx_nb import Receiver\n")
+    assert direct_imports(facade) == {"telnyx_nb"}

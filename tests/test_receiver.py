@@ -600,6 +600,8 @@ def test_garbage_never_crashes_and_is_all_accounted_for(rx):
     assert len(rx.frames) + health["stream_errors"] == len(messages) - 1     # the start frame aside
     assert len(rx.rtp) + len(rx.rtp_errors) == 50 and health["udp_errors"] == len(rx.rtp_errors)
     assert rx.frames["chunk"].tolist()[-1] == 2                                # the stream went on
+    written = set(rx.stream_errors["reason"]) | set(rx.rtp_errors["reason"])
+    assert written and written <= {reason.value for reason in tnb.Reason}      # reasons are the enum's values
 
 
 def test_webhook_too_large_is_413_and_recorded():

@@ -310,10 +310,10 @@ def test_binary_message_is_rejected():
 
 
 @pytest.mark.parametrize("text, reason, stream_id", [
-    ("{oops", Reason.MALFORMED_JSON, SID),                                     # falls back to the connection's
+    ("{oops", Reason.MALFORMED_JSON, SID),
     ("[1, 2]", Reason.NOT_AN_OBJECT, SID),
-    ('{"stream_id": "x"}', Reason.MISSING_FIELD, "x"),
-    ('{"event": "hello", "stream_id": "x"}', Reason.UNKNOWN_EVENT, "x"),       # the frame's own id
+    ('{"stream_id": "x"}', Reason.MISSING_FIELD, SID),                        # the carried stream owns it,
+    ('{"event": "hello", "stream_id": "x"}', Reason.UNKNOWN_EVENT, SID),      # whatever id the frame names
     (raw_media(track="both"), Reason.BAD_FIELD, SID),
     (raw_media(chunk="-1"), Reason.BAD_FIELD, SID),
     (raw_media(payload="@@@"), Reason.INVALID_BASE64, SID),

@@ -26,11 +26,13 @@ from collections.abc import Callable
 
 import numpy as np
 
+from telnyx_nb.wire import media
+
 __all__ = ["MediaClock", "PERIOD_S", "MAX_CATCH_UP_S"]
 
 log = logging.getLogger(__name__)
 
-PERIOD_S = 0.020
+PERIOD_S = media.FRAME_MS / 1000
 MAX_CATCH_UP_S = 1.0
 #: Pacing samples kept (one per frame/packet sent); beyond this, samples are not recorded.
 MAX_PACING_SAMPLES = 2_000_000

@@ -21,11 +21,11 @@ from typing import Literal, TypeGuard
 
 import numpy as np
 
-from telnyx_nb.wire import codecs
+from telnyx_nb.wire import codecs, media
 
 __all__ = ["Word", "Utterance", "Scenario", "get_scenario", "library_names", "utterances_on", "FRAME_S", "TRACKS"]
 
-FRAME_S = 0.020
+FRAME_S = media.FRAME_MS / 1000
 TRACKS = ("inbound", "outbound")
 Track = Literal["inbound", "outbound"]
 _DATA = "scenarios"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import sys
 import threading
 import time
@@ -20,6 +21,7 @@ from telnyx_nb.store.schema import (
     BOOL_COLUMNS,
     FRAME_DTYPE,
     FRAME_ROW,
+    JSON_COLUMNS,
     NAT,
     STATIC_PAYLOAD_TYPES,
     TRACK_CODE,
@@ -268,6 +270,12 @@ class Store:
             columns: Any = getattr(self, name).copy() if name != "streams" else {}
             streams = [StreamInfo(**vars(s)) for s in self.streams]
             sources = list(self.sources)
+        for col in JSON_COLUMNS.get(name, ()):      # a snapshot must not hand out the stored dicts
+            if name == "streams":
+                for s in streams:
+                    s.custom_parameters = copy.deepcopy(s.custom_parameters)
+            else:
+                columns[col] = copy.deepcopy(columns[col])
         if name == "frames":
             return self._frames_view(columns, streams)
         if name == "rtp":

@@ -17,6 +17,7 @@ from typing import Literal
 import numpy as np
 
 from telnyx_nb.wire.errors import TelnyxNbError
+from telnyx_nb.wire.media import FRAME_MS
 
 __all__ = [
     "Codec",
@@ -146,7 +147,7 @@ class Codec:
     decode: Callable[[bytes], np.ndarray]
     encode: Callable[[np.ndarray], bytes]
 
-    def frame_bytes(self, ptime_ms: int = 20, sample_rate: int | None = None) -> int:
+    def frame_bytes(self, ptime_ms: int = FRAME_MS, sample_rate: int | None = None) -> int:
         """Payload bytes in one frame of ``ptime_ms`` (160 for PCMU at 8 kHz, 20 ms)."""
         rate = sample_rate or self.sample_rate
         return rate * ptime_ms // 1000 * self.bytes_per_sample

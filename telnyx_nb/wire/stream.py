@@ -245,7 +245,8 @@ class StreamConnection:
         try:
             frame = parse_frame(data)
         except FrameError as exc:
-            return Rejected(exc.reason, exc.detail, exc.stream_id or self.stream_id)
+            # The carried stream owns whatever arrives on its socket (as for STREAM_MISMATCH).
+            return Rejected(exc.reason, exc.detail, self.stream_id or exc.stream_id)
         if type(frame) is Media and frame.stream_id == self.stream_id:
             return frame
         return self._route(frame)

@@ -175,7 +175,7 @@ def verify(
     public_key: str | bytes | Ed25519PublicKey,
     *,
     now: float | None = None,
-    tolerance: int = TOLERANCE_SECONDS,
+    tolerance: float = TOLERANCE_SECONDS,
 ) -> None:
     """Check a webhook's signature and timestamp; raise SignatureVerificationError if either fails.
 
@@ -183,7 +183,7 @@ def verify(
     """
     signature_b64 = _header(headers, SIGNATURE_HEADER)
     timestamp = _header(headers, TIMESTAMP_HEADER).strip()
-    if not (timestamp.isascii() and timestamp.isdigit()):
+    if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12):
         raise SignatureVerificationError(Reason.BAD_TIMESTAMP, f"{TIMESTAMP_HEADER} {timestamp!r} is not unix seconds")
     skew = int(timestamp) - (time.time() if now is None else now)
     if skew < -tolerance:
