@@ -188,3 +188,15 @@ def test_send_audio_refuses_stereo_and_bad_rates(rx):
                           (np.zeros(160, np.int16), -8000), (np.zeros(160, np.int16), 8000.5)):
         with pytest.raises(ValueError):
             rx.send_audio("any", samples, rate)
+
+
+def test_a_restarted_receiver_records_ordinary_ends_again():
+    rx = tnb.Receiver().start()
+    rx.stop()
+    rx.start()
+    try:
+        asyncio.run(ws_send(rx.stream_url, [start_frame("after-restart")]))
+        wait_until(lambda: rx.streams["ended_at"].notna().all() and len(rx.streams) == 1)
+        assert rx.streams["end_reason"].tolist() == ["closed"]
+    finally:
+        rx.stop()
