@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import socket
+import functools
 import time
 import warnings
 from collections import deque
@@ -29,6 +29,8 @@ from telnyx_nb import defaults
 from telnyx_nb.events import EventBus
 from telnyx_nb.outbound import Outbound
 from telnyx_nb.store import Store, StreamInfo
+from telnyx_nb.store.schema import TARGETS
+from telnyx_nb.udp import SOCKET_READ, ForkPort
 from telnyx_nb.wire import media, rtp, stream, webhooks
 from telnyx_nb.wire.errors import Reason
 
@@ -96,31 +98,6 @@ class _Stamped(asyncio.Protocol):
         self.inner.resume_writing()
 
 
-class _Fork(asyncio.DatagramProtocol):
-    """One fork port: each datagram parsed by ``wire.rtp`` and stored, or recorded as an error."""
-
-    def __init__(self, ingest: Ingest, target: str) -> None:
-        self.ingest = ingest
-        self.target = target
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        _small_reads(transport, self.ingest.limits.read_size)
-
-    def datagram_received(self, data: bytes, addr: Any) -> None:
-        ns = time.time_ns()
-        ingest = self.ingest
-        counters = ingest.counters
-        counters["udp_packets"] += 1
-        counters["udp_bytes"] += len(data)
-        try:
-            packet = rtp.parse_fork_packet(data)
-        except rtp.RtpError as exc:
-            counters["udp_errors"] += 1
-            ingest.store.add_rtp_error(self.target, exc.reason, exc.detail, data, ns)
-            return
-        ingest.store.add_packet(self.target, packet, ns)
-
-
 class Link:
     """One media WebSocket: its protocol state, its stream and what the application sends back."""
 
@@ -154,7 +131,9 @@ class Ingest:
         self._warned_unverified = False
         self._server: asyncio.base_events.Server | None = None
         self._runner: web.AppRunner | None = None
-        self._udp: list[asyncio.DatagramTransport] = []
+        self._udp: list[ForkPort] = []
+        #: What stamped ``rtp.received_at``: "kernel" receive times, or "socket_read".
+        self.rtp_clock = SOCKET_READ
         self._ticker: asyncio.Task[None] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -175,17 +154,15 @@ class Ingest:
         assert factory is not None
         self._server = await loop.create_server(lambda: _Stamped(factory(), limits.read_size), host, port,
                                                 backlog=limits.backlog)
-        bound = [0, 0]
-        for i, target in enumerate(("rx", "tx")):
-            transport, _ = await loop.create_datagram_endpoint(
-                lambda target=target: _Fork(self, target), local_addr=(host, fork_ports[i]))  # type: ignore[misc]
-            sock = transport.get_extra_info("socket")
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, limits.udp_rcvbuf)
-            self.udp_rcvbuf = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
-            bound[i] = sock.getsockname()[1]
-            self._udp.append(transport)
+        for target, port in zip(TARGETS, fork_ports, strict=True):
+            fork = ForkPort(host, port, rcvbuf=limits.udp_rcvbuf, read_size=limits.read_size,
+                            on_datagram=functools.partial(self._on_datagram, target))
+            self._udp.append(fork)
+            fork.start(loop)
+        self.udp_rcvbuf = self._udp[0].rcvbuf
+        self.rtp_clock = self._udp[0].clock
         self._ticker = asyncio.ensure_future(self._tick())
-        return self._server.sockets[0].getsockname()[1], (bound[0], bound[1])
+        return self._server.sockets[0].getsockname()[1], (self._udp[0].port, self._udp[1].port)
 
     async def close(self) -> None:
         """Stop listening; open streams end with reason ``receiver_stopped``."""
@@ -198,8 +175,8 @@ class Ingest:
             await link.ws.close(code=WSCloseCode.GOING_AWAY, message=b"receiver stopping")
         if self._runner is not None:
             await self._runner.cleanup()
-        for transport in self._udp:
-            transport.close()
+        for fork in self._udp:
+            fork.close()
 
     async def _tick(self) -> None:
         """Measure scheduling delay: how late a ``lag_interval_s`` sleep wakes up."""
@@ -209,6 +186,21 @@ class Ingest:
             t0 = loop.time()
             await asyncio.sleep(interval)
             self.lags.append(loop.time() - t0 - interval)
+
+    # -- forked RTP ---------------------------------------------------------------------------
+
+    def _on_datagram(self, target: str, data: bytes, ns: int) -> None:
+        """One datagram on a fork port: parsed by ``wire.rtp`` and stored, or recorded as an error."""
+        counters = self.counters
+        counters["udp_packets"] += 1
+        counters["udp_bytes"] += len(data)
+        try:
+            packet = rtp.parse_fork_packet(data)
+        except rtp.RtpError as exc:
+            counters["udp_errors"] += 1
+            self.store.add_rtp_error(target, exc.reason, exc.detail, data, ns)
+            return
+        self.store.add_packet(target, packet, ns)
 
     # -- webhooks -----------------------------------------------------------------------------
 

@@ -212,6 +212,12 @@ class Receiver(StoreSession):
         """Undo ``expect_fork``: the call's fork did not start (start_forking does this on errors)."""
         self._store.withdraw_fork(call_control_id)
 
+    @property
+    def clocks(self) -> dict[str, str]:
+        """What stamps each table's ``received_at``: forked RTP gets the kernel's receive time
+        where the platform offers it ("kernel"), the rest "socket_read" (see ``telnyx_nb.udp``)."""
+        return {**super().clocks, "rtp": self._ingest.rtp_clock, "rtp_errors": self._ingest.rtp_clock}
+
     # -- state ------------------------------------------------------------------------------------
 
     def health(self) -> dict[str, Any]:
@@ -241,6 +247,7 @@ class Receiver(StoreSession):
             "loop_lag_p50_ms": float(np.percentile(lags, 50)) if len(lags) else float("nan"),
             "loop_lag_p99_ms": float(np.percentile(lags, 99)) if len(lags) else float("nan"),
             "udp_rcvbuf": self._ingest.udp_rcvbuf,
+            "rtp_clock": self._ingest.rtp_clock,
             "store_bytes": self._store.nbytes(),
             "unjoined_threads": list(self._unjoined),
         }

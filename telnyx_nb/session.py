@@ -18,6 +18,7 @@ from telnyx_nb.quality import quality
 from telnyx_nb.store import Store, fileformat
 from telnyx_nb.store.columns import plain
 from telnyx_nb.store.schema import FORK_TRACK, TABLES
+from telnyx_nb.udp import SOCKET_READ
 from telnyx_nb.wire import codecs
 from telnyx_nb.wire.rtp import extend_sequence
 
@@ -151,13 +152,19 @@ class Session:
             raise ValueError(f"streams of {call_control_id!r} have different sample rates {sorted(rates)}")
         return Audio(np.concatenate(parts), rates.pop())
 
+    @property
+    def clocks(self) -> dict[str, str]:
+        """What stamped each table's ``received_at``: "kernel" (the kernel's receive time of a
+        datagram, see ``telnyx_nb.udp``) or "socket_read" (``time.time_ns()`` when the read returned)."""
+        return dict.fromkeys(TABLES, SOCKET_READ)
+
     def save(self, path: str | PathLike[str]) -> Path:
         """Write a session directory (see ``store.fileformat``); :func:`load` reads it back.
 
         Returns the directory.
         """
         return fileformat.write(path, {name: self._table(name) for name in TABLES}, self._payload,
-                                l16_byteorder=self._l16_byteorder)
+                                l16_byteorder=self._l16_byteorder, clocks=self.clocks)
 
 
 class StoreSession(Session):
@@ -190,6 +197,10 @@ class LoadedSession(Session):
 
     def _payload(self, kind: str, key: int) -> bytes:
         return fileformat.read_payload(self.path, kind, key)
+
+    @property
+    def clocks(self) -> dict[str, str]:
+        return {**dict.fromkeys(TABLES, SOCKET_READ), **self.manifest.get("clocks", {})}
 
 
 def load(path: str | PathLike[str]) -> LoadedSession:

@@ -19,7 +19,7 @@ import telnyx_nb
 PACKAGE = Path(telnyx_nb.__file__).parent
 ROOT = "telnyx_nb"
 
-_RECEIVER_SIDE = ("receiver", "ingest", "events", "outbound", "session", "store", "audio", "quality", "emodel",
+_RECEIVER_SIDE = ("receiver", "ingest", "udp", "events", "outbound", "session", "store", "audio", "quality", "emodel",
                   "defaults", "errors", "loopthread", "wire")
 
 #: layer -> the layers (module or package names under telnyx_nb) it may depend on, itself included.
@@ -35,8 +35,9 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "audio": ("audio", "wire"),
     "events": ("events", "defaults", "wire"),
     "outbound": ("outbound", "wire"),
-    "ingest": ("ingest", "events", "outbound", "store", "defaults", "wire"),
-    "session": ("session", "store", "audio", "quality", "emodel", "defaults", "wire"),
+    "ingest": ("ingest", "events", "outbound", "store", "udp", "defaults", "wire"),
+    "udp": ("udp",),
+    "session": ("session", "store", "audio", "quality", "emodel", "udp", "defaults", "wire"),
     "receiver": _RECEIVER_SIDE,
     "actions": ("actions", *_RECEIVER_SIDE),
 }

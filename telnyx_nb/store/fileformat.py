@@ -2,7 +2,8 @@
 
 Layout (``FORMAT`` "telnyx_nb.session", ``VERSION`` 1)::
 
-    manifest.json              format, version, saved_at, l16_byteorder, tables {name: {file, rows}},
+    manifest.json              format, version, saved_at, l16_byteorder, clocks {table: clock},
+                               tables {name: {file, rows}},
                                payloads {"frames": [keys], "rtp": [keys]}
     <table>.parquet            every table of ``schema.TABLES``, internal ``_key``/``_offset`` columns included
     payloads/<kind>-<key>.bin  the payload bytes of one stream track (``frames``) or RTP source (``rtp``)
@@ -34,14 +35,18 @@ _PAYLOAD_KINDS = ("frames", "rtp")
 
 
 def write(path: str | PathLike[str], tables: Mapping[str, pd.DataFrame], payload: Callable[[str, int], bytes],
-          *, l16_byteorder: str) -> Path:
-    """Write ``tables`` (every name in ``TABLES``) and the payload of each ``_key`` they use."""
+          *, l16_byteorder: str, clocks: Mapping[str, str]) -> Path:
+    """Write ``tables`` (every name in ``TABLES``) and the payload of each ``_key`` they use.
+
+    ``clocks``: what stamped each table's ``received_at`` ("kernel" or "socket_read").
+    """
     root = Path(path)
     (root / "payloads").mkdir(parents=True, exist_ok=True)
     manifest: dict[str, Any] = {
         "format": FORMAT, "version": VERSION,
         "saved_at": dt.datetime.now(dt.timezone.utc).isoformat(),
-        "l16_byteorder": l16_byteorder, "tables": {}, "payloads": {kind: [] for kind in _PAYLOAD_KINDS},
+        "l16_byteorder": l16_byteorder, "clocks": dict(clocks), "tables": {},
+        "payloads": {kind: [] for kind in _PAYLOAD_KINDS},
     }
     for name in TABLES:
         df = tables[name].copy()
