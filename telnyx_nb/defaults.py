@@ -13,7 +13,7 @@ from telnyx_nb.wire.webhooks import TOLERANCE_SECONDS
 __all__ = [
     "HOST", "MAX_MESSAGE_SIZE", "MAX_WEBHOOK_SIZE", "HARD_LIMIT_FACTOR", "READ_SIZE", "UDP_RCVBUF",
     "BACKLOG", "FORK_CLAIM_WINDOW_S", "CALLBACK_QUEUE_SIZE", "SHUTDOWN_TIMEOUT_S", "STOP_TIMEOUT_S",
-    "LAG_INTERVAL_S", "LAG_SAMPLES", "EXCERPT_CHARS", "SIGNATURE_TOLERANCE_S",
+    "LAG_INTERVAL_S", "LAG_SAMPLES", "EXCERPT_CHARS", "SIGNATURE_TOLERANCE_S", "FLUSH_INTERVAL_S",
 ]
 
 #: Interface the receiver listens on: loopback unless told otherwise.
@@ -41,6 +41,8 @@ FORK_CLAIM_WINDOW_S = 5.0
 CALLBACK_QUEUE_SIZE = 10_000
 #: How long open HTTP requests may take to finish when the receiver stops, in seconds.
 SHUTDOWN_TIMEOUT_S = 1.0
+#: A recording (``record_to``) is flushed to disk at least this often, in seconds.
+FLUSH_INTERVAL_S = 1.0
 #: How long ``stop()`` waits for the I/O thread to end, in seconds.
 STOP_TIMEOUT_S = 5.0
 #: The loop-lag probe's period, in seconds, and how many samples ``health()`` keeps.

@@ -14,6 +14,7 @@ import concurrent.futures
 import numbers
 import warnings
 from collections.abc import Callable, Mapping
+from os import PathLike
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -25,7 +26,7 @@ from telnyx_nb.events import Callback, EventBus
 from telnyx_nb.ingest import Ingest, Limits, Link
 from telnyx_nb.loopthread import LOOP_KINDS, LoopThread
 from telnyx_nb.session import StoreSession
-from telnyx_nb.store import Store
+from telnyx_nb.store import Store, recording
 from telnyx_nb.wire import codecs, media, webhooks
 
 __all__ = ["Receiver"]
@@ -53,6 +54,12 @@ class Receiver(StoreSession):
     ``signature_tolerance_s`` (the webhook replay window), ``shutdown_timeout_s`` and
     ``stop_timeout_s`` (seconds); ValueError for a value out of range. ``loop``: "auto" (uvloop if
     importable), "uvloop" or "asyncio".
+
+    Recording: ``record_to`` keeps a continuous, crash-safe recording in that directory
+    (``store.recording``), flushed every ``flush_interval_s`` seconds; ``tnb.load(dir)`` opens
+    it, finished or cut short by a crash, and a new Receiver with the same ``record_to``
+    resumes it (the earlier rows are in its tables). A write that fails stops the recording
+    with a warning and ``health()["recording_error"]``; ingest goes on.
     """
 
     def __init__(
@@ -78,6 +85,8 @@ class Receiver(StoreSession):
         shutdown_timeout_s: float = defaults.SHUTDOWN_TIMEOUT_S,
         signature_tolerance_s: float = defaults.SIGNATURE_TOLERANCE_S,
         stop_timeout_s: float = defaults.STOP_TIMEOUT_S,
+        record_to: str | PathLike[str] | None = None,
+        flush_interval_s: float = defaults.FLUSH_INTERVAL_S,
     ) -> None:
         if l16_byteorder not in ("big", "little"):
             raise ValueError(f"l16_byteorder must be 'big' or 'little', got {l16_byteorder!r}")
@@ -89,8 +98,10 @@ class Receiver(StoreSession):
             if not (isinstance(payload_type, int) and 0 <= payload_type <= 127):
                 raise ValueError(f"payload_types keys are RTP payload types 0..127, got {payload_type!r}")
             codecs.get_codec(name)      # UnsupportedCodecError (a ValueError) for a codec we cannot decode
-        super().__init__(Store(payload_types=payload_types, fork_claim_window_s=fork_claim_window_s),
-                         l16_byteorder=l16_byteorder)
+        store = Store(payload_types=payload_types, fork_claim_window_s=fork_claim_window_s)
+        if record_to is not None and recording.is_recording(record_to):
+            store, _ = recording.read(record_to, into=store)     # resume: earlier rows stay in the tables
+        super().__init__(store, l16_byteorder=l16_byteorder)
         self.host, self.port = host, port
         self.public_url = public_url.rstrip("/") if public_url else None
         self.public_key = public_key
@@ -109,6 +120,9 @@ class Receiver(StoreSession):
             stream_auth_token=stream_auth_token,
         )
         self._unjoined: list[str] = []
+        self._recorder = None if record_to is None else recording.Recorder(
+            store, record_to, l16_byteorder=l16_byteorder, clocks=lambda: self.clocks,
+            flush_interval_s=flush_interval_s)
 
     @property
     def max_message_size(self) -> int:
@@ -126,6 +140,8 @@ class Receiver(StoreSession):
             return self
         self._io.start()
         self._bus.start()
+        if self._recorder is not None:
+            self._recorder.start()
         try:
             self.port, self.fork_ports = self._io.run(
                 self._ingest.open(self.host, self.port, self.fork_ports), self.stop_timeout_s)
@@ -155,6 +171,8 @@ class Receiver(StoreSession):
         finally:
             if not self._io.stop(self.stop_timeout_s):
                 self._unjoined.append(self._io.name)
+            if self._recorder is not None:
+                self._recorder.close(self.stop_timeout_s)
             if not self._bus.close(self.stop_timeout_s):
                 self._unjoined.append("telnyx_nb-callbacks")
                 warnings.warn(f"telnyx_nb-callbacks: a callback still runs after {self.stop_timeout_s} s; "
@@ -250,6 +268,9 @@ class Receiver(StoreSession):
             "rtp_clock": self._ingest.rtp_clock,
             "store_bytes": self._store.nbytes(),
             "unjoined_threads": list(self._unjoined),
+            "recording": None if self._recorder is None else str(self._recorder.path),
+            "recording_error": None if self._recorder is None else self._recorder.error,
+            "recording_flushes": 0 if self._recorder is None else self._recorder.flushes,
         }
 
     # -- callbacks ----------------------------------------------------------------------------

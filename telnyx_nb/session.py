@@ -7,6 +7,7 @@ receiver and on a session read back with :func:`load`.
 
 from __future__ import annotations
 
+import shutil
 from os import PathLike
 from pathlib import Path
 
@@ -14,15 +15,16 @@ import numpy as np
 import pandas as pd
 
 from telnyx_nb.audio import Audio, assemble
+from telnyx_nb.errors import TelnyxNbError
 from telnyx_nb.quality import quality
-from telnyx_nb.store import Store, fileformat
+from telnyx_nb.store import Store, legacy, recording
 from telnyx_nb.store.columns import plain
 from telnyx_nb.store.schema import FORK_TRACK, TABLES
 from telnyx_nb.udp import SOCKET_READ
 from telnyx_nb.wire import codecs
 from telnyx_nb.wire.rtp import extend_sequence
 
-__all__ = ["Session", "StoreSession", "LoadedSession", "load"]
+__all__ = ["Session", "StoreSession", "RecordingSession", "LoadedSession", "load"]
 
 
 class Session:
@@ -158,13 +160,13 @@ class Session:
         datagram, see ``telnyx_nb.udp``) or "socket_read" (``time.time_ns()`` when the read returned)."""
         return dict.fromkeys(TABLES, SOCKET_READ)
 
-    def save(self, path: str | PathLike[str]) -> Path:
-        """Write a session directory (see ``store.fileformat``); :func:`load` reads it back.
+    def save(self, path: str | PathLike[str], *, overwrite: bool = False) -> Path:
+        """Write everything to a recording directory (``store.recording``); :func:`load` reads it.
 
-        Returns the directory.
+        Raises FileExistsError when ``path`` is a non-empty directory, unless ``overwrite`` and
+        it holds a telnyx_nb session or recording (anything else is never removed).
         """
-        return fileformat.write(path, {name: self._table(name) for name in TABLES}, self._payload,
-                                l16_byteorder=self._l16_byteorder, clocks=self.clocks)
+        raise TelnyxNbError(f"{self!r} is read-only: sessions saved by telnyx_nb 0.1 cannot be saved again")
 
 
 class StoreSession(Session):
@@ -180,13 +182,44 @@ class StoreSession(Session):
     def _payload(self, kind: str, key: int) -> bytes:
         return self._store.payload(kind, key)
 
+    def save(self, path: str | PathLike[str], *, overwrite: bool = False) -> Path:
+        root = Path(path)
+        if root.exists() and any(root.iterdir()):
+            if not overwrite:
+                raise FileExistsError(f"{root} exists and is not empty; pass overwrite=True to replace it")
+            if not (recording.is_recording(root) or legacy.is_session(root)):
+                raise FileExistsError(f"{root} is not a telnyx_nb session or recording: not replacing it")
+            shutil.rmtree(root)
+        recorder = recording.Recorder(self._store, root, l16_byteorder=self._l16_byteorder, clocks=lambda: self.clocks)
+        if not recorder.flush(finished=True):
+            raise OSError(recorder.error)
+        return root
+
+
+class RecordingSession(StoreSession):
+    """A recording read back by :func:`load` (finished, or cut short by a crash)."""
+
+    def __init__(self, root: Path) -> None:
+        store, self.manifest = recording.read(root)
+        byteorder: codecs.ByteOrder = "little" if self.manifest.get("l16_byteorder") == "little" else "big"
+        super().__init__(store, l16_byteorder=byteorder)
+        self.path = root
+
+    def __repr__(self) -> str:
+        state = "finished" if self.manifest.get("finished") else "unfinished (still recording, or cut short)"
+        return f"<telnyx_nb recording {str(self.path)!r}, {state}>"
+
+    @property
+    def clocks(self) -> dict[str, str]:
+        return {**super().clocks, **self.manifest.get("clocks", {})}
+
 
 class LoadedSession(Session):
-    """A session directory read back by :func:`load`; read-only, same accessors as a receiver."""
+    """A session saved by telnyx_nb 0.1, read back by :func:`load`; read-only."""
 
     def __init__(self, root: Path) -> None:
         self.path = root
-        self.manifest, self._tables = fileformat.read(root)
+        self.manifest, self._tables = legacy.read(root)
         self._l16_byteorder = "little" if self.manifest.get("l16_byteorder") == "little" else "big"
 
     def __repr__(self) -> str:
@@ -196,16 +229,18 @@ class LoadedSession(Session):
         return self._tables[name].copy()
 
     def _payload(self, kind: str, key: int) -> bytes:
-        return fileformat.read_payload(self.path, kind, key)
+        return legacy.read_payload(self.path, kind, key)
 
     @property
     def clocks(self) -> dict[str, str]:
         return {**dict.fromkeys(TABLES, SOCKET_READ), **self.manifest.get("clocks", {})}
 
 
-def load(path: str | PathLike[str]) -> LoadedSession:
-    """Open a session directory written by ``save()``.
+def load(path: str | PathLike[str]) -> RecordingSession | LoadedSession:
+    """Open a recording (written by ``save()`` or ``Receiver(record_to=...)``, finished or cut
+    short by a crash) or a session saved by telnyx_nb 0.1.
 
-    Raises ValueError when it is not a telnyx_nb session or is from a newer version.
+    Raises ValueError when it is neither, or is from a newer version.
     """
-    return LoadedSession(Path(path))
+    root = Path(path)
+    return RecordingSession(root) if recording.is_recording(root) else LoadedSession(root)

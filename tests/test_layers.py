@@ -37,7 +37,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "outbound": ("outbound", "wire"),
     "ingest": ("ingest", "events", "outbound", "store", "udp", "defaults", "wire"),
     "udp": ("udp",),
-    "session": ("session", "store", "audio", "quality", "emodel", "udp", "defaults", "wire"),
+    "session": ("session", "store", "audio", "quality", "emodel", "udp", "errors", "defaults", "wire"),
     "receiver": _RECEIVER_SIDE,
     "actions": ("actions", *_RECEIVER_SIDE),
 }

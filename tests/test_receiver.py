@@ -558,13 +558,13 @@ def test_save_and_load_round_trip(rx, tmp_path):
 
     path = rx.save(tmp_path / "session")
     manifest = json.loads((path / "manifest.json").read_text())
-    assert manifest["format"] == "telnyx_nb.session" and manifest["version"] == 1
-    assert manifest["tables"]["frames"]["rows"] == 10
+    assert manifest["format"] == "telnyx_nb.recording" and manifest["version"] == 2 and manifest["finished"]
+    assert manifest["rows"]["frames"] == 10 and manifest["rows"]["rtp"] == 3
     s = tnb.load(path)
     for name in ("events", "transcripts", "frames", "rtp", "streams", "dtmf", "marks", "stream_errors",
                  "webhook_errors", "rtp_errors"):
         live, loaded = getattr(rx, name), getattr(s, name)
-        pd.testing.assert_frame_equal(loaded, live, check_dtype=False, check_index_type=False)
+        pd.testing.assert_frame_equal(loaded, live)                     # identical, dtypes included
         for col in live.columns:
             if str(live[col].dtype).startswith("datetime64"):
                 assert str(loaded[col].dtype) == "datetime64[ns, UTC]", (name, col)
@@ -572,7 +572,7 @@ def test_save_and_load_round_trip(rx, tmp_path):
     np.testing.assert_array_equal(s.audio(CCID).samples, rx.audio(CCID).samples)
     np.testing.assert_array_equal(s.audio(CCID, "rx", source="fork").samples,
                                   rx.audio(CCID, "rx", source="fork").samples)
-    pd.testing.assert_frame_equal(s.quality(), rx.quality(), check_dtype=False)
+    pd.testing.assert_frame_equal(s.quality(), rx.quality())
     assert len(s.audio(CCID)) == 1600
 
 

@@ -36,6 +36,8 @@ class Columns:
     """One append-only table: stdlib ``array`` columns for numbers, lists for objects ("O")."""
 
     def __init__(self, **spec: str) -> None:
+        #: column name -> ``array`` typecode, or "O" for Python objects.
+        self.codes = dict(spec)
         self.columns: dict[str, array | list] = {
             name: [] if code == "O" else array(code) for name, code in spec.items()
         }
@@ -54,6 +56,10 @@ class Columns:
 
     def __len__(self) -> int:
         return len(next(iter(self.columns.values())))
+
+    def tail(self, start: int) -> dict[str, array | list]:
+        """Copies of the rows from ``start`` on (the caller holds the store's lock)."""
+        return {name: column[start:] for name, column in self.columns.items()}
 
     def copy(self) -> dict[str, array | list]:
         return {name: column[:] for name, column in self.columns.items()}

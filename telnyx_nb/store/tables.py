@@ -62,6 +62,16 @@ def _text_or_none(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def _number(value: Any) -> float:
+    """A JSON number as a float (NaN for anything else, or for an int too large for a float)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        try:
+            return float(value)
+        except OverflowError:
+            pass
+    return float("nan")
+
+
 class Store:
     """Thread-safe append-only tables; appends from the receiver's I/O thread, reads from anywhere.
 
@@ -216,10 +226,9 @@ class Store:
             if event.event_type == "call.transcription":
                 data = p.get("transcription_data")
                 data = data if isinstance(data, dict) else {}
-                confidence = data.get("confidence")
                 self.transcripts.append(
-                    received_ns, event.occurred_at, ccid, data.get("transcription_track"),
-                    data.get("transcript"), float(confidence) if isinstance(confidence, (int, float)) else float("nan"),
+                    received_ns, event.occurred_at, ccid, _text_or_none(data.get("transcription_track")),
+                    _text_or_none(data.get("transcript")), _number(data.get("confidence")),
                     bool(data.get("is_final", True)),
                 )
             if ccid:

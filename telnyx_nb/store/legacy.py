@@ -1,9 +1,11 @@
-"""The session directory: one Parquet file per table, one payload file per track, a manifest.
+"""Sessions saved by telnyx_nb 0.1 (format "telnyx_nb.session", version 1), read-only.
+
+``save()`` now writes a recording (``store.recording``); this module only reads the old
+directories so that they keep loading.
 
 Layout (``FORMAT`` "telnyx_nb.session", ``VERSION`` 1)::
 
-    manifest.json              format, version, saved_at, l16_byteorder, clocks {table: clock},
-                               tables {name: {file, rows}},
+    manifest.json              format, version, saved_at, l16_byteorder, tables {name: {file, rows}},
                                payloads {"frames": [keys], "rtp": [keys]}
     <table>.parquet            every table of ``schema.TABLES``, internal ``_key``/``_offset`` columns included
     payloads/<kind>-<key>.bin  the payload bytes of one stream track (``frames``) or RTP source (``rtp``)
@@ -14,52 +16,28 @@ read back as dicts.
 
 from __future__ import annotations
 
-import datetime as dt
-from collections.abc import Callable, Mapping
 from os import PathLike
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pandas as pd
-import pyarrow as pa
 import pyarrow.parquet as pq
 
-from telnyx_nb.store.schema import JSON_COLUMNS, TABLES, TIME_COLUMNS
+from telnyx_nb.store.schema import JSON_COLUMNS, TIME_COLUMNS
 
-__all__ = ["FORMAT", "VERSION", "write", "read", "read_payload"]
+__all__ = ["FORMAT", "VERSION", "is_session", "read", "read_payload"]
 
 FORMAT = "telnyx_nb.session"
 VERSION = 1
-_PAYLOAD_KINDS = ("frames", "rtp")
 
 
-def write(path: str | PathLike[str], tables: Mapping[str, pd.DataFrame], payload: Callable[[str, int], bytes],
-          *, l16_byteorder: str, clocks: Mapping[str, str]) -> Path:
-    """Write ``tables`` (every name in ``TABLES``) and the payload of each ``_key`` they use.
-
-    ``clocks``: what stamped each table's ``received_at`` ("kernel" or "socket_read").
-    """
-    root = Path(path)
-    (root / "payloads").mkdir(parents=True, exist_ok=True)
-    manifest: dict[str, Any] = {
-        "format": FORMAT, "version": VERSION,
-        "saved_at": dt.datetime.now(dt.timezone.utc).isoformat(),
-        "l16_byteorder": l16_byteorder, "clocks": dict(clocks), "tables": {},
-        "payloads": {kind: [] for kind in _PAYLOAD_KINDS},
-    }
-    for name in TABLES:
-        df = tables[name].copy()
-        for col in JSON_COLUMNS.get(name, []):
-            df[col] = [orjson.dumps(value).decode() for value in df[col]]
-        pq.write_table(pa.Table.from_pandas(df, preserve_index=False), root / f"{name}.parquet")
-        manifest["tables"][name] = {"file": f"{name}.parquet", "rows": len(df)}
-        if name in _PAYLOAD_KINDS:
-            for key in sorted(set(df["_key"].tolist())):
-                (root / "payloads" / f"{name}-{key}.bin").write_bytes(payload(name, key))
-                manifest["payloads"][name].append(key)
-    (root / "manifest.json").write_bytes(orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
-    return root
+def is_session(path: str | PathLike[str]) -> bool:
+    """True when ``path`` holds a version-1 session's manifest."""
+    try:
+        return orjson.loads((Path(path) / "manifest.json").read_bytes()).get("format") == FORMAT
+    except (OSError, orjson.JSONDecodeError, AttributeError):
+        return False
 
 
 def read(path: str | PathLike[str]) -> tuple[dict[str, Any], dict[str, pd.DataFrame]]:
