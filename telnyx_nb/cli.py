@@ -17,8 +17,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.command == "demo":
+        from pathlib import Path
+
         from telnyx_nb.demo import run
 
+        if args.session_dir and Path(args.session_dir).exists() and any(Path(args.session_dir).iterdir()):
+            print(f"telnyx-nb: {args.session_dir} exists and is not empty; choose another --session-dir",
+                  file=sys.stderr)
+            return 2
         run(session_dir=args.session_dir)
     else:
         from telnyx_nb.sandbox import serve

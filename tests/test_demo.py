@@ -37,3 +37,8 @@ def test_demo_command_runs_two_calls_and_saves_a_loadable_session(tmp_path):
 
     with wave.open(str(session / "call-A-inbound.wav")) as wav:
         assert wav.getframerate() == 8000 and wav.getnframes() > 8000 * 15
+
+    again = subprocess.run([*command.split(), "demo", "--session-dir", str(session)],
+                           capture_output=True, text=True, timeout=timeout(60))
+    assert again.returncode == 2 and "exists and is not empty" in again.stderr     # never overwritten silently
+    assert len(tnb.load(session).frames) == len(saved.frames)
