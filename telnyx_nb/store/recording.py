@@ -4,7 +4,8 @@ Layout (``FORMAT`` "telnyx_nb.recording", ``VERSION`` 2)::
 
     manifest.json                 format, version, created_at, updated_at, finished, l16_byteorder,
                                   clocks {table: clock}, payload_types, duplicate_events,
-                                  rows {table: rows flushed}, payload_bytes {"frames-K"|"rtp-K": bytes}
+                                  rows {table: rows flushed}, parts (the last complete segment number),
+                                  payload_bytes {"frames-K"|"rtp-K": bytes}
     <table>/part-000001.parquet   one segment per flush that had new rows, for every append-only
                                   table (events, transcripts, frames, rtp, dtmf, marks, the error tables)
     streams.parquet, sources.parquet   the stream and RTP-source registries (rewritten each flush)
@@ -45,7 +46,7 @@ from telnyx_nb.store.attribution import RtpSource
 from telnyx_nb.store.schema import FRAME_DTYPE, FRAME_ROW
 from telnyx_nb.store.tables import Store, StreamInfo
 
-__all__ = ["FORMAT", "VERSION", "Recorder", "read", "is_recording"]
+__all__ = ["FORMAT", "VERSION", "Recorder", "Follower", "read", "is_recording"]
 
 FORMAT = "telnyx_nb.recording"
 VERSION = 2
@@ -179,7 +180,8 @@ class Recorder:
             "format": FORMAT, "version": VERSION, "created_at": self._created, "updated_at": _now(),
             "finished": finished, "l16_byteorder": self._l16_byteorder, "clocks": dict(self._clocks()),
             "payload_types": {str(k): v for k, v in store.payload_types.items()},
-            "duplicate_events": duplicates, "rows": counts, "payload_bytes": dict(self._payload_bytes),
+            "duplicate_events": duplicates, "rows": counts, "parts": self._parts,
+            "payload_bytes": dict(self._payload_bytes),
         }
         _replace(self.path / "manifest.json", orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
 
@@ -228,68 +230,113 @@ def read(path: str | PathLike[str], *, into: Store | None = None) -> tuple[Store
 
     Every complete segment is read (a crashed recording may hold more rows than its
     manifest's flush markers); ``*.tmp`` files left by a write cut short are skipped and
-    counted in ``manifest["torn_files"]``, rows whose payload bytes are missing are dropped and
-    counted in ``manifest["torn_rows"]``. ``into``: an empty Store to fill (it keeps its own
-    settings, e.g. the fork-claim window), else a new one. Raises ValueError when ``path`` is not a recording or
-    is from a newer version.
+    counted in ``manifest["torn_files"]``; rows whose payload bytes or registry entries are
+    missing are dropped and counted in ``manifest["torn_rows"]``. ``into``: an empty Store to
+    fill (it keeps its own settings, e.g. the fork-claim window), else a new one. Raises
+    ValueError when ``path`` is not a recording or is from a newer version.
     """
-    root = Path(path)
-    manifest = orjson.loads((root / "manifest.json").read_bytes())
-    if manifest.get("format") != FORMAT:
-        raise ValueError(f"{root} is not a telnyx_nb recording (format {manifest.get('format')!r})")
-    if manifest.get("version", 0) > VERSION:
-        raise ValueError(f"recording version {manifest['version']} is newer than this telnyx_nb ({VERSION})")
-    store = into if into is not None else Store()
-    store.payload_types.update({int(k): v for k, v in manifest.get("payload_types", {}).items()})
-    torn_rows = 0
-    streams = _read_registry(root / "streams.parquet")
-    for row in streams:
-        row["custom_parameters"] = orjson.loads(row["custom_parameters"])
-        store.streams.append(StreamInfo(**row))
-        store._stream_index[row["stream_id"]] = row["index"]
-        store._frame_payloads += (bytearray(), bytearray())
-    for row in _read_registry(root / "sources.parquet"):
-        store.sources.append(RtpSource(**row))
-        store._source_index[(row["target"], row["ssrc"])] = row["index"]
-        store._rtp_payloads.append(bytearray())
-    for kind, buffers in (("frames", store._frame_payloads), ("rtp", store._rtp_payloads)):
-        for key in range(len(buffers)):
-            file = root / "payloads" / f"{kind}-{key}.bin"
+    follower = Follower(path, into if into is not None else Store())
+    manifest = follower.refresh(complete_only=False)
+    manifest["torn_files"] = len(list(Path(path).glob("**/*.tmp")))
+    manifest["torn_rows"] = follower.torn_rows
+    return follower.store, manifest
+
+
+class Follower:
+    """Fills ``store`` from a recording, and on each :meth:`refresh` with what was flushed since.
+
+    A live recording is followed flush by flush: only segments up to the manifest's last
+    complete flush are read, so every row's payload and registry entry is already on disk.
+    """
+
+    def __init__(self, path: str | PathLike[str], store: Store) -> None:
+        self.path = Path(path)
+        self.store = store
+        self.torn_rows = 0
+        self._parts_read: set[str] = set()
+        self._payload_read: dict[str, int] = {}
+
+    def refresh(self, *, complete_only: bool = True) -> dict[str, Any]:
+        """Read what is new; returns the manifest. ValueError if the directory is not a recording."""
+        root, store = self.path, self.store
+        manifest = orjson.loads((root / "manifest.json").read_bytes())
+        if manifest.get("format") != FORMAT:
+            raise ValueError(f"{root} is not a telnyx_nb recording (format {manifest.get('format')!r})")
+        if manifest.get("version", 0) > VERSION:
+            raise ValueError(f"recording version {manifest['version']} is newer than this telnyx_nb ({VERSION})")
+        last = manifest.get("parts", 0) if complete_only else float("inf")
+        new_parts = {table: [p for p in sorted((root / table).glob("part-*.parquet"))
+                             if p.name not in self._parts_read and int(p.stem.split("-")[1]) <= last]
+                     for table in (*COLUMN_TABLES, "frames")}
+        streams = _read_registry(root / "streams.parquet")
+        sources = _read_registry(root / "sources.parquet")
+        segments = {table: pa.concat_tables([pq.read_table(p) for p in parts]) if parts else None
+                    for table, parts in new_parts.items()}
+        with store.lock:
+            store.payload_types.update({int(k): v for k, v in manifest.get("payload_types", {}).items()})
+            for row in streams:
+                row["custom_parameters"] = orjson.loads(row["custom_parameters"])
+            store.streams[:] = [StreamInfo(**row) for row in streams]
+            store._stream_index = {row["stream_id"]: row["index"] for row in streams}
+            store.sources[:] = [RtpSource(**row) for row in sources]
+            store._source_index = {(row["target"], row["ssrc"]): row["index"] for row in sources}
+            self._read_payloads("frames", store._frame_payloads, 2 * len(streams))
+            self._read_payloads("rtp", store._rtp_payloads, len(sources))
+            for table in COLUMN_TABLES:
+                if segments[table] is not None:
+                    self._append_columns(table, segments[table])
+            if segments["frames"] is not None:
+                self._append_frames(segments["frames"])
+            store._event_ids.update(v for v in store.events.columns["event_id"] if v is not None)
+            store.duplicate_events = int(manifest.get("duplicate_events", 0))
+        for parts in new_parts.values():
+            self._parts_read.update(p.name for p in parts)
+        return manifest
+
+    def _read_payloads(self, kind: str, buffers: list[bytearray], count: int) -> None:
+        while len(buffers) < count:
+            buffers.append(bytearray())
+        for key, buffer in enumerate(buffers):
+            name = f"{kind}-{key}"
+            file = self.path / "payloads" / f"{name}.bin"
             if file.exists():
-                buffers[key] += file.read_bytes()
-    for table in COLUMN_TABLES:
-        columns = getattr(store, table)
-        segment = _read_segments(root / table)
-        if segment is None:
-            continue
+                with open(file, "rb") as source:
+                    source.seek(self._payload_read.get(name, 0))
+                    data = source.read()
+                buffer += data
+                self._payload_read[name] = self._payload_read.get(name, 0) + len(data)
+
+    def _append_columns(self, table: str, segment: pa.Table) -> None:
+        store = self.store
         if table == "rtp":
-            ok = (segment["offset"].to_numpy() + segment["n_bytes"].to_numpy()
-                  <= np.array([len(store._rtp_payloads[s]) for s in segment["source"].to_numpy()], dtype=np.int64))
-            torn_rows += int((~ok).sum())
+            source = segment["source"].to_numpy().astype(np.int64)
+            sizes = np.array([len(b) for b in store._rtp_payloads] + [-1], dtype=np.int64)
+            known = np.where(source < len(store._rtp_payloads), source, len(store._rtp_payloads))
+            ok = segment["offset"].to_numpy() + segment["n_bytes"].to_numpy() <= sizes[known]
+            self.torn_rows += int((~ok).sum())
             segment = segment.filter(pa.array(ok))
+        columns = getattr(store, table)
         for name, code in columns.codes.items():
             values = segment[name]
-            if code != "O":
-                columns.columns[name] = array(code, values.to_numpy().astype(np.dtype(code)).tobytes())
+            column = columns.columns[name]
+            if isinstance(column, array):
+                column.frombytes(values.to_numpy().astype(np.dtype(code)).tobytes())
             elif name in _DICT_COLUMNS.get(table, ()):
-                columns.columns[name] = [orjson.loads(v) for v in values.to_pylist()]
+                column.extend(orjson.loads(v) for v in values.to_pylist())
             else:
-                columns.columns[name] = values.to_pylist()
-        columns._appenders = [column.append for column in columns.columns.values()]
-    frames = _read_segments(root / "frames")
-    if frames is not None:
-        rows = np.empty(frames.num_rows, dtype=FRAME_DTYPE)
+                column.extend(values.to_pylist())
+
+    def _append_frames(self, segment: pa.Table) -> None:
+        store = self.store
+        rows = np.empty(segment.num_rows, dtype=FRAME_DTYPE)
         for name in FRAME_DTYPE.names or ():
-            rows[name] = frames[name].to_numpy()
-        sizes = np.array([len(b) for b in store._frame_payloads], dtype=np.int64)
-        ok = rows["offset"] + rows["n_bytes"] <= sizes[2 * rows["stream"].astype(np.int64) + rows["track"]]
-        torn_rows += int((~ok).sum())
-        store.frames = bytearray(rows[ok].tobytes())
-    store._event_ids = set(store.events.columns["event_id"])
-    store.duplicate_events = int(manifest.get("duplicate_events", 0))
-    manifest["torn_files"] = len(list(root.glob("**/*.tmp")))
-    manifest["torn_rows"] = torn_rows
-    return store, manifest
+            rows[name] = segment[name].to_numpy()
+        sizes = np.array([len(b) for b in store._frame_payloads] + [-1], dtype=np.int64)
+        key = 2 * rows["stream"].astype(np.int64) + rows["track"]
+        key = np.where(key < len(store._frame_payloads), key, len(store._frame_payloads))
+        ok = rows["offset"] + rows["n_bytes"] <= sizes[key]
+        self.torn_rows += int((~ok).sum())
+        store.frames += rows[ok].tobytes()
 
 
 def _read_registry(path: Path) -> list[dict[str, Any]]:
@@ -297,10 +344,3 @@ def _read_registry(path: Path) -> list[dict[str, Any]]:
         return []
     rows: list[dict[str, Any]] = pq.read_table(path).to_pylist()
     return rows
-
-
-def _read_segments(folder: Path) -> pa.Table | None:
-    parts = sorted(folder.glob("part-*.parquet"))
-    if not parts:
-        return None
-    return pa.concat_tables([pq.read_table(p) for p in parts])
