@@ -129,9 +129,9 @@ def paced(calls: int, seconds: float, groups: int, loop_kind: str, read_size: in
                 if process.poll() is not None:
                     break
                 time.sleep(0.005)
-            cpu0, t0 = thread_cpu(rx._io.native_id), time.monotonic()
+            cpu0, t0 = thread_cpu(rx._capture.native_id), time.monotonic()
             report = finish(process)
-            cpu1, t1 = thread_cpu(rx._io.native_id), time.monotonic()
+            cpu1, t1 = thread_cpu(rx._capture.native_id), time.monotonic()
             sent = np.load(times_path)
         expected = report["frames"]
         deadline = time.monotonic() + 10

@@ -4,10 +4,17 @@ N calls (default 200) stream both tracks (100 WebSocket frames/s per call) to a 
 separate process (a minimal aiohttp WebSocket server on uvloop that counts frames; with
 ``--fork`` the calls fork RTP to the sink's UDP sockets instead). After every stream is up,
 for ``--seconds`` the sandbox records each frame's pacing error (actual send time minus its
-20 ms deadline, measured in the sandbox) and its own CPU time. The last line of output is
-one JSON object.
+20 ms deadline, measured in the sandbox) and its CPU time (the sandbox's own process by default;
+with ``--thread`` the sandbox runs on a thread of this process, ``Sandbox(process=False)``, and
+this process's CPU time is reported). The last line of output is one JSON object.
 
-    .venv/bin/python benchmarks/bench_sandbox.py [--calls 200] [--seconds 20] [--fork]
+``--startup`` measures instead how long ``Sandbox().start()`` takes in each mode, and the
+quickstart's time to its first live frame: a fresh interpreter runs the README's first cell
+(``import telnyx_nb``, ``Sandbox().start()``, a Receiver, a dial, ``start_streaming``) and
+reports when ``rx.frames`` first has a row (target: within 3 s of the cell's start).
+
+    .venv/bin/python benchmarks/bench_sandbox.py [--calls 200] [--seconds 20] [--fork] [--thread]
+    .venv/bin/python benchmarks/bench_sandbox.py --startup [--rounds 5]
 """
 
 from __future__ import annotations
@@ -81,7 +88,7 @@ def sink_stats(port: int) -> dict:
 
 
 # --- the benchmark ------------------------------------------------------------------------
-def run(calls: int, seconds: float, fork: bool, slots: int) -> dict:
+def run(calls: int, seconds: float, fork: bool, slots: int, process: bool = True) -> dict:
     from telnyx_nb.sandbox import Sandbox, Scenario
 
     sink = subprocess.Popen([sys.executable, __file__, "--sink"], stdout=subprocess.PIPE, text=True)
@@ -89,7 +96,8 @@ def run(calls: int, seconds: float, fork: bool, slots: int) -> dict:
         ports = json.loads(sink.stdout.readline())
         port = ports["port"]
         scenario = Scenario.tone(seconds + 15.0 + calls * 0.02, 440.0, outbound_frequency=660.0)
-        with Sandbox(scenario=scenario, clock_slots=slots) as sb:
+        with Sandbox(scenario=scenario, clock_slots=slots, process=process) as sb:
+            cpu_time = _cpu_clock(sb.pid)
             client = sb.client(timeout=30.0)
             webhook_url = f"http://127.0.0.1:{port}/webhooks"
             ccids = []
@@ -113,9 +121,9 @@ def run(calls: int, seconds: float, fork: bool, slots: int) -> dict:
             time.sleep(1.0)  # let the start-up burst pass
             sb.pacing(reset=True)
             before = sink_stats(port)
-            wall0, cpu0 = time.monotonic(), time.process_time()
+            wall0, cpu0 = time.monotonic(), cpu_time()
             time.sleep(seconds)
-            cpu1, wall1 = time.process_time(), time.monotonic()
+            cpu1, wall1 = cpu_time(), time.monotonic()
             pacing = sb.pacing()
             after = sink_stats(port)
             for ccid in ccids:
@@ -125,11 +133,12 @@ def run(calls: int, seconds: float, fork: bool, slots: int) -> dict:
         expected = calls * 2 * wall / 0.020
         return {
             "bench": "sandbox", "calls": calls, "tracks": 2, "path": "fork" if fork else "stream",
+            "sandbox": "process" if process else "thread",
             "seconds": round(wall, 2), "clock_slots": slots, "loop": _loop_name(),
             "frames_expected": int(expected), "frames_sent": pacing["n"], "frames_received": after[key] - before[key],
             "pacing_p50_ms": round(pacing["p50_ms"], 3), "pacing_p90_ms": round(pacing["p90_ms"], 3),
             "pacing_p99_ms": round(pacing["p99_ms"], 3), "pacing_max_ms": round(pacing["max_ms"], 3),
-            "skipped_ticks": pacing["skipped_ticks"],
+            "skipped_ticks": pacing["skipped_ticks"], "clock_late_max_ms": round(pacing["clock_late_max_ms"], 3),
             "sandbox_cpu_pct": round(100 * (cpu1 - cpu0) / wall, 1),
             "sink_cpu_pct": round(100 * (after["cpu_s"] - before["cpu_s"]) / wall, 1),
             "cores": os.cpu_count(),
@@ -137,6 +146,66 @@ def run(calls: int, seconds: float, fork: bool, slots: int) -> dict:
     finally:
         sink.terminate()
         sink.wait(10)
+
+
+def _cpu_clock(pid: int | None):
+    """CPU seconds of the sandbox: its own process (psutil), or this one's with process=False."""
+    if pid is None:
+        return time.process_time
+    import psutil
+
+    proc = psutil.Process(pid)
+
+    def cpu() -> float:
+        times = proc.cpu_times()
+        return times.user + times.system
+    return cpu
+
+
+# --- start-up -------------------------------------------------------------------------------
+_QUICKSTART = """
+import json, time
+t0 = time.perf_counter()
+import telnyx_nb as tnb
+sb = tnb.Sandbox().start()
+t_sandbox = time.perf_counter()
+client = sb.client()
+rx = tnb.Receiver(public_key=sb.public_key).start()
+ccid = client.calls.dial(connection_id=sb.connection_id, to="+15550100", from_="+15550199",
+                         webhook_url=rx.webhook_url).data.call_control_id
+while sb.call_state(ccid) != "answered":
+    time.sleep(0.005)
+tnb.start_streaming(client, ccid, rx)
+while not len(rx.frames):
+    time.sleep(0.005)
+t_frame = time.perf_counter()
+print(json.dumps({"sandbox_ready_s": t_sandbox - t0, "first_frame_s": t_frame - t0}))
+rx.stop(); sb.stop()
+"""
+
+
+def run_startup(rounds: int) -> dict:
+    from telnyx_nb.sandbox import Sandbox
+
+    result: dict = {"bench": "sandbox_startup", "rounds": rounds, "cores": os.cpu_count()}
+    for mode in ("process", "thread"):
+        walls = []
+        for _ in range(rounds):
+            t0 = time.perf_counter()
+            sb = Sandbox(process=mode == "process").start()
+            walls.append(time.perf_counter() - t0)
+            sb.stop()
+        result[f"start_{mode}_s"] = {"min": round(min(walls), 3), "median": round(sorted(walls)[len(walls) // 2], 3),
+                                     "max": round(max(walls), 3)}
+    firsts = []
+    for _ in range(rounds):
+        out = subprocess.run([sys.executable, "-c", _QUICKSTART], capture_output=True, text=True, check=True)
+        firsts.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    for key in ("sandbox_ready_s", "first_frame_s"):
+        values = sorted(f[key] for f in firsts)
+        result[f"quickstart_{key}"] = {"min": round(values[0], 3), "median": round(values[len(values) // 2], 3),
+                                       "max": round(values[-1], 3)}
+    return result
 
 
 def _loop_name() -> str:
@@ -153,12 +222,18 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--slots", type=int, default=20, help="media clock phases per 20 ms (1 = all calls at once)")
     parser.add_argument("--fork", action="store_true", help="fork RTP over UDP instead of WebSocket streaming")
+    parser.add_argument("--thread", action="store_true", help="run the sandbox on a thread of this process")
+    parser.add_argument("--startup", action="store_true", help="measure start-up instead (see the docstring)")
+    parser.add_argument("--rounds", type=int, default=5, help="--startup: repetitions")
     parser.add_argument("--sink", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.sink:
         run_sink()
         return
-    print(json.dumps(run(args.calls, args.seconds, args.fork, args.slots)))
+    if args.startup:
+        print(json.dumps(run_startup(args.rounds)))
+        return
+    print(json.dumps(run(args.calls, args.seconds, args.fork, args.slots, process=not args.thread)))
 
 
 if __name__ == "__main__":

@@ -1,21 +1,30 @@
-"""telnyx_nb: Telnyx call audio, RTP forks and live transcripts into pandas, from a notebook."""
+"""telnyx_nb: Telnyx call audio, RTP forks and live transcripts into pandas, from a notebook.
 
-from telnyx_nb import wire
-from telnyx_nb.actions import (
-    start_forking,
-    start_streaming,
-    start_transcription,
-    stop_forking,
-    stop_streaming,
-    stop_transcription,
-)
-from telnyx_nb.audio import Audio
-from telnyx_nb.errors import Reason, StreamNotOpenError, StreamNotStartedError, TelnyxNbError
-from telnyx_nb.receiver import Receiver
-from telnyx_nb.sandbox import Sandbox
-from telnyx_nb.session import load
+The names below are imported on first use (PEP 562), so that ``import telnyx_nb`` is cheap and
+the processes the toolkit spawns (``python -m telnyx_nb.sandbox``) load only what they use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+#: public name -> the module that defines it
+_EXPORTS = {
+    "wire": "telnyx_nb.wire",
+    "Receiver": "telnyx_nb.receiver",
+    "Sandbox": "telnyx_nb.sandbox",
+    "Audio": "telnyx_nb.audio",
+    "load": "telnyx_nb.session",
+    "TelnyxNbError": "telnyx_nb.errors",
+    "Reason": "telnyx_nb.errors",
+    "StreamNotOpenError": "telnyx_nb.errors",
+    "StreamNotStartedError": "telnyx_nb.errors",
+    **{name: "telnyx_nb.actions" for name in ("start_streaming", "stop_streaming", "start_forking", "stop_forking",
+                                               "start_transcription", "stop_transcription")},
+}
 
 __all__ = [
     "wire", "__version__", "Receiver", "Sandbox", "Audio", "load",
@@ -23,3 +32,33 @@ __all__ = [
     "start_streaming", "stop_streaming", "start_forking", "stop_forking",
     "start_transcription", "stop_transcription",
 ]
+
+if TYPE_CHECKING:
+    from telnyx_nb import wire
+    from telnyx_nb.actions import (
+        start_forking,
+        start_streaming,
+        start_transcription,
+        stop_forking,
+        stop_streaming,
+        stop_transcription,
+    )
+    from telnyx_nb.audio import Audio
+    from telnyx_nb.errors import Reason, StreamNotOpenError, StreamNotStartedError, TelnyxNbError
+    from telnyx_nb.receiver import Receiver
+    from telnyx_nb.sandbox import Sandbox
+    from telnyx_nb.session import load
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'telnyx_nb' has no attribute {name!r}")
+    imported = importlib.import_module(module)
+    value = imported if module == f"{__name__}.{name}" else getattr(imported, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -11,11 +11,13 @@ from __future__ import annotations
 from telnyx_nb.wire.webhooks import TOLERANCE_SECONDS
 
 __all__ = [
-    "HOST", "MAX_MESSAGE_SIZE", "MAX_WEBHOOK_SIZE", "HARD_LIMIT_FACTOR", "READ_SIZE", "UDP_RCVBUF",
+    "RECEIVER_PROCESS", "HOST", "MAX_MESSAGE_SIZE", "MAX_WEBHOOK_SIZE", "HARD_LIMIT_FACTOR", "READ_SIZE", "UDP_RCVBUF",
     "BACKLOG", "FORK_CLAIM_WINDOW_S", "CALLBACK_QUEUE_SIZE", "SHUTDOWN_TIMEOUT_S", "STOP_TIMEOUT_S",
-    "LAG_INTERVAL_S", "LAG_SAMPLES", "EXCERPT_CHARS", "SIGNATURE_TOLERANCE_S", "FLUSH_INTERVAL_S",
+    "LAG_INTERVAL_S", "LAG_SAMPLES", "EXCERPT_CHARS", "SIGNATURE_TOLERANCE_S", "FLUSH_INTERVAL_S", "START_TIMEOUT_S",
 ]
 
+#: Where a Receiver captures by default: a child process (True) or a thread of the kernel.
+RECEIVER_PROCESS = False
 #: Interface the receiver listens on: loopback unless told otherwise.
 HOST = "127.0.0.1"
 #: Largest WebSocket text message stored, in characters; longer ones go to ``stream_errors``.
@@ -43,6 +45,8 @@ CALLBACK_QUEUE_SIZE = 10_000
 SHUTDOWN_TIMEOUT_S = 1.0
 #: A recording (``record_to``) is flushed to disk at least this often, in seconds.
 FLUSH_INTERVAL_S = 1.0
+#: How long ``start()`` waits for the sockets (and a capture process) to be ready, in seconds.
+START_TIMEOUT_S = 30.0
 #: How long ``stop()`` waits for the I/O thread to end, in seconds.
 STOP_TIMEOUT_S = 5.0
 #: The loop-lag probe's period, in seconds, and how many samples ``health()`` keeps.

@@ -14,16 +14,25 @@ import queue
 import threading
 import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from telnyx_nb.defaults import CALLBACK_QUEUE_SIZE
 
-__all__ = ["EventBus", "Callback", "WILDCARD"]
+__all__ = ["EventBus", "EventSink", "Callback", "WILDCARD"]
 
 Callback = Callable[[dict[str, Any]], Any]
 #: ``on("*", cb)`` listens to every event.
 WILDCARD = "*"
 _CLOSE = object()
+
+
+class EventSink(Protocol):
+    """Where the I/O layer sends live events: an :class:`EventBus`, or the capture process's
+    forwarder to the notebook. ``active`` is False when nobody listens (no event is built)."""
+
+    active: bool
+
+    def emit(self, event_type: str, build: Callable[[], dict[str, Any]]) -> None: ...
 
 
 class EventBus:
@@ -61,6 +70,11 @@ class EventBus:
             self._listeners, self.active = listeners, bool(listeners)
 
         return unsubscribe
+
+    @property
+    def types(self) -> list[str]:
+        """The event types somebody listens to ("*" included)."""
+        return list(self._listeners)
 
     def emit(self, event_type: str, build: Callable[[], dict[str, Any]]) -> None:
         """Queue ``{"event_type": ..., **build()}`` for the listeners of its type and of "*".

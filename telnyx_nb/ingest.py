@@ -17,7 +17,6 @@ import asyncio
 import copy
 import functools
 import time
-import warnings
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
@@ -26,7 +25,7 @@ import pandas as pd
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from telnyx_nb import defaults
-from telnyx_nb.events import EventBus
+from telnyx_nb.events import EventSink
 from telnyx_nb.outbound import Outbound
 from telnyx_nb.store import Store, StreamInfo
 from telnyx_nb.store.schema import TARGETS
@@ -116,7 +115,7 @@ class Ingest:
     ``stream_auth_token``: required of media WebSockets when set.
     """
 
-    def __init__(self, store: Store, bus: EventBus, limits: Limits, *, verify_key: Any,
+    def __init__(self, store: Store, bus: EventSink, limits: Limits, *, verify_key: Any,
                  stream_auth_token: str | None) -> None:
         self.store = store
         self.bus = bus
@@ -128,7 +127,6 @@ class Ingest:
         self.lags: deque[float] = deque(maxlen=limits.lag_samples)
         self.udp_rcvbuf = 0
         self.stopping = False
-        self._warned_unverified = False
         self._server: asyncio.base_events.Server | None = None
         self._runner: web.AppRunner | None = None
         self._udp: list[ForkPort] = []
@@ -220,10 +218,6 @@ class Ingest:
             event = webhooks.parse_event(body)
         except webhooks.WebhookError as exc:
             return self._reject_webhook(request, exc, body, ns)
-        if not verified and not self._warned_unverified:
-            self._warned_unverified = True
-            warnings.warn("telnyx_nb.Receiver has no public_key: webhooks are stored unverified (verified=False)",
-                          UserWarning, stacklevel=1)
         if self.store.add_event(event, verified, ns):
             self.bus.emit(event.event_type, lambda: {
                 "received_at": pd.Timestamp(ns, tz="UTC"), "event_id": event.id, "occurred_at": event.occurred_at,

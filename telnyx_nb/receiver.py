@@ -1,39 +1,47 @@
 """``Receiver``: Telnyx webhooks, media-stream WebSockets and forked RTP into DataFrames, live.
 
-It runs its I/O (``telnyx_nb.ingest``) on its own event loop on a daemon thread of the
-kernel process (``loopthread``), so a blocking notebook cell neither delays nor drops
-anything and nothing touches the kernel's loop; ``rx.on`` callbacks run on a worker thread of
-their own (``events``). Public methods are synchronous and thread-safe; the read accessors
-(``events``, ``frames``, ``audio()``, ``quality()``, ``save()``...) are :class:`Session`'s.
+The sockets, arrival stamps and recording are a :class:`~telnyx_nb.capture.Capture`, run in
+a child process (``process=True``) or on an I/O thread of this process; either way nothing
+touches the kernel's event loop. ``rx.on`` callbacks run on a worker thread of their own
+(``events``). Public methods are synchronous and thread-safe; the read accessors (``events``,
+``frames``, ``audio()``, ``quality()``, ``save()``...) are :class:`Session`'s.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import concurrent.futures
+import contextlib
 import numbers
+import tempfile
 import warnings
 from collections.abc import Callable, Mapping
+from dataclasses import asdict
 from os import PathLike
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import numpy as np
+import orjson
+import pandas as pd
 
 from telnyx_nb import defaults
-from telnyx_nb.errors import StreamNotOpenError, StreamNotStartedError
+from telnyx_nb.capture import Capture, CaptureError, CaptureProcess
+from telnyx_nb.errors import StreamNotOpenError
 from telnyx_nb.events import Callback, EventBus
-from telnyx_nb.ingest import Ingest, Limits, Link
-from telnyx_nb.loopthread import LOOP_KINDS, LoopThread
+from telnyx_nb.ingest import COUNTERS, Limits
+from telnyx_nb.loopthread import LOOP_KINDS
 from telnyx_nb.session import StoreSession
 from telnyx_nb.store import Store, recording
-from telnyx_nb.wire import codecs, media, webhooks
+from telnyx_nb.wire import codecs, webhooks
 
 __all__ = ["Receiver"]
 
 
 class Receiver(StoreSession):
-    """Collects everything Telnyx sends into DataFrames, on its own I/O thread.
+    """Collects everything Telnyx sends into DataFrames, captured apart from the notebook.
 
     ``rx = Receiver(public_key=...).start()`` serves ``POST /webhooks`` and the ``/stream``
     WebSocket on ``host:port`` (0 = ephemeral) and opens two UDP fork ports.
@@ -54,6 +62,15 @@ class Receiver(StoreSession):
     ``signature_tolerance_s`` (the webhook replay window), ``shutdown_timeout_s`` and
     ``stop_timeout_s`` (seconds); ValueError for a value out of range. ``loop``: "auto" (uvloop if
     importable), "uvloop" or "asyncio".
+
+    Process model: with ``process=True`` the sockets, arrival stamps and recording live in a
+    child process (``telnyx_nb.capture``), so nothing the notebook does can delay a read or
+    distort a stamp; this object reads the recording and gets live events and command
+    answers over a pipe. Without ``record_to`` the recording then goes to a temporary
+    directory, removed when this object is garbage-collected or the interpreter exits.
+    ``process=False`` runs the same capture on a thread of this process; the default is
+    ``telnyx_nb.defaults.RECEIVER_PROCESS``. ``start_timeout_s``
+    bounds how long ``start()`` waits for the sockets (and the child) to be ready.
 
     Recording: ``record_to`` keeps a continuous, crash-safe recording in that directory
     (``store.recording``), flushed every ``flush_interval_s`` seconds; ``tnb.load(dir)`` opens
@@ -87,20 +104,29 @@ class Receiver(StoreSession):
         stop_timeout_s: float = defaults.STOP_TIMEOUT_S,
         record_to: str | PathLike[str] | None = None,
         flush_interval_s: float = defaults.FLUSH_INTERVAL_S,
+        process: bool | None = None,
+        start_timeout_s: float = defaults.START_TIMEOUT_S,
     ) -> None:
         if l16_byteorder not in ("big", "little"):
             raise ValueError(f"l16_byteorder must be 'big' or 'little', got {l16_byteorder!r}")
         if loop not in LOOP_KINDS:
             raise ValueError(f"loop must be one of {LOOP_KINDS}, got {loop!r}")
-        if not stop_timeout_s > 0:
-            raise ValueError(f"stop_timeout_s must be > 0, got {stop_timeout_s!r}")
-        for payload_type, name in (payload_types or {}).items():
+        for value, name in ((stop_timeout_s, "stop_timeout_s"), (start_timeout_s, "start_timeout_s")):
+            if not value > 0:
+                raise ValueError(f"{name} must be > 0, got {value!r}")
+        for payload_type, codec_name in (payload_types or {}).items():
             if not (isinstance(payload_type, int) and 0 <= payload_type <= 127):
                 raise ValueError(f"payload_types keys are RTP payload types 0..127, got {payload_type!r}")
-            codecs.get_codec(name)      # UnsupportedCodecError (a ValueError) for a codec we cannot decode
+            codecs.get_codec(codec_name)      # UnsupportedCodecError (a ValueError) for a codec we cannot decode
+        limits = Limits(max_message_size=max_message_size, max_webhook_size=max_webhook_size, backlog=backlog,
+                        read_size=read_size, udp_rcvbuf=udp_rcvbuf, shutdown_timeout_s=shutdown_timeout_s,
+                        signature_tolerance_s=signature_tolerance_s)
+        if public_key is not None:
+            webhooks.load_public_key(public_key)          # a bad key fails here, not in the capture
+        self.process = process = defaults.RECEIVER_PROCESS if process is None else process
         store = Store(payload_types=payload_types, fork_claim_window_s=fork_claim_window_s)
-        if record_to is not None and recording.is_recording(record_to):
-            store, _ = recording.read(record_to, into=store)     # resume: earlier rows stay in the tables
+        if record_to is not None and recording.is_recording(record_to) and not process:
+            recording.read(record_to, into=store)        # resume: earlier rows stay in the tables
         super().__init__(store, l16_byteorder=l16_byteorder)
         self.host, self.port = host, port
         self.public_url = public_url.rstrip("/") if public_url else None
@@ -109,74 +135,113 @@ class Receiver(StoreSession):
         self.fork_host = fork_host or host
         self.fork_ports = (fork_ports[0], fork_ports[1])
         self.stop_timeout_s = stop_timeout_s
-        self._io = LoopThread("telnyx_nb-receiver", loop)
+        self.start_timeout_s = start_timeout_s
+        self._limits = limits
         self._bus = EventBus(callback_queue_size)
-        self._ingest = Ingest(
-            self._store, self._bus,
-            Limits(max_message_size=max_message_size, max_webhook_size=max_webhook_size, backlog=backlog,
-                   read_size=read_size, udp_rcvbuf=udp_rcvbuf, shutdown_timeout_s=shutdown_timeout_s,
-                   signature_tolerance_s=signature_tolerance_s),
-            verify_key=webhooks.load_public_key(public_key) if public_key is not None else None,
-            stream_auth_token=stream_auth_token,
-        )
         self._unjoined: list[str] = []
-        self._recorder = None if record_to is None else recording.Recorder(
-            store, record_to, l16_byteorder=l16_byteorder, clocks=lambda: self.clocks,
-            flush_interval_s=flush_interval_s)
+        self._settings: dict[str, Any] = {
+            "loop": loop, "public_key": public_key, "stream_auth_token": stream_auth_token,
+            "l16_byteorder": l16_byteorder, "flush_interval_s": flush_interval_s,
+        }
+        self._capture: Capture | None = None
+        self._child: CaptureProcess | None = None
+        self._warned_dead = False
+        self._warned_unverified = False
+        self._warned_recording = False
+        if process:
+            self._tmp = tempfile.TemporaryDirectory(prefix="telnyx_nb-") if record_to is None else None
+            self.recording_path: Path | None = Path(self._tmp.name) if self._tmp is not None else Path(str(record_to))
+            self._follower = recording.Follower(self.recording_path, store)
+            self._callback_queue_size = callback_queue_size
+        else:
+            self.recording_path = Path(record_to) if record_to is not None else None
+            self._capture = Capture(store, self._bus, limits, record_to=record_to, **self._settings)
 
     @property
     def max_message_size(self) -> int:
-        return self._ingest.limits.max_message_size
+        return self._limits.max_message_size
 
     @property
     def max_webhook_size(self) -> int:
-        return self._ingest.limits.max_webhook_size
+        return self._limits.max_webhook_size
+
+    @property
+    def running(self) -> bool:
+        """True between ``start()`` and ``stop()`` (False once a capture process has died)."""
+        if self._child is not None:
+            return self._child.alive
+        return self._capture is not None and self._capture.running
 
     # -- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> Receiver:
-        """Start the I/O thread; returns once every socket listens (no-op when running)."""
-        if self._io.running:
+        """Start capturing; returns once every socket listens (no-op when running).
+
+        Raises CaptureError when the capture process does not start within ``start_timeout_s``,
+        and OSError (e.g. a port in use) when a socket cannot be opened.
+        """
+        if self.running:
             return self
-        self._io.start()
+        if self.public_key is None and not self._warned_unverified:
+            self._warned_unverified = True
+            warnings.warn("telnyx_nb.Receiver has no public_key: webhooks will be stored unverified "
+                          "(verified=False)", UserWarning, stacklevel=2)
         self._bus.start()
-        if self._recorder is not None:
-            self._recorder.start()
         try:
-            self.port, self.fork_ports = self._io.run(
-                self._ingest.open(self.host, self.port, self.fork_ports), self.stop_timeout_s)
+            if self.process:
+                self._start_process()
+            else:
+                assert self._capture is not None
+                self.port, self.fork_ports = self._capture.start(self.host, self.port, self.fork_ports,
+                                                                 self.start_timeout_s)
         except BaseException:
-            self._shutdown()
+            self._bus.close(self.stop_timeout_s)
             raise
         return self
+
+    def _start_process(self) -> None:
+        config = {
+            **self._settings, "host": self.host, "port": self.port, "fork_ports": list(self.fork_ports),
+            "limits": asdict(self._limits), "record_to": str(self.recording_path),
+            "payload_types": {str(k): v for k, v in self._store.payload_types.items()},
+            "fork_claim_window_s": self._store.attribution.window_ns / 1e9,
+            "callback_queue_size": self._callback_queue_size, "stop_timeout_s": self.stop_timeout_s,
+        }
+        if isinstance(config["public_key"], bytes):
+            config["public_key"] = config["public_key"].decode("ascii")
+        self._child = CaptureProcess(config, self._on_child_event, self.start_timeout_s)
+        self.port, self.fork_ports = self._child.ready["port"], tuple(self._child.ready["fork_ports"])
+        self._warned_dead = False
+        if self._bus.types:
+            self._child.call("listen", types=self._bus.types)
+
+    def _on_child_event(self, event: dict[str, Any]) -> None:
+        event_type = event.pop("event_type")
+        self._bus.emit(event_type, lambda: event)
 
     async def astart(self) -> Receiver:
         """``start()`` for asyncio code."""
         return await asyncio.to_thread(self.start)
 
     def stop(self) -> None:
-        """Close every socket (open streams end with reason "receiver_stopped") and the threads.
+        """Close every socket (open streams end with reason "receiver_stopped") and the threads
+        (or the capture process); the recording is finished.
 
         A thread that does not end within ``stop_timeout_s`` is reported (a RuntimeWarning,
         and ``health()["unjoined_threads"]``) rather than forgotten.
         """
-        if self._io.running:
-            self._shutdown()
-
-    def _shutdown(self) -> None:
-        try:
-            self._io.run(self._ingest.close(), self.stop_timeout_s)
-        except (concurrent.futures.TimeoutError, RuntimeError):
-            pass    # reported below: the thread will not join either
-        finally:
-            if not self._io.stop(self.stop_timeout_s):
-                self._unjoined.append(self._io.name)
-            if self._recorder is not None:
-                self._recorder.close(self.stop_timeout_s)
-            if not self._bus.close(self.stop_timeout_s):
-                self._unjoined.append("telnyx_nb-callbacks")
-                warnings.warn(f"telnyx_nb-callbacks: a callback still runs after {self.stop_timeout_s} s; "
-                              "the thread is left running (health()['unjoined_threads'])", RuntimeWarning, stacklevel=3)
+        if self._child is not None:
+            self._child.stop()
+            self._refresh()
+        elif self._capture is not None and self._capture.running:
+            self._capture.stop(self.stop_timeout_s)
+            self._unjoined += self._capture.unjoined
+        else:
+            return
+        if not self._bus.close(self.stop_timeout_s):
+            self._unjoined.append("telnyx_nb-callbacks")
+            warnings.warn(f"telnyx_nb-callbacks: a callback still runs after {self.stop_timeout_s} s; "
+                          "the thread is left running (health()['unjoined_threads'])", RuntimeWarning, stacklevel=2)
 
     async def astop(self) -> None:
         """``stop()`` for asyncio code."""
@@ -189,8 +254,32 @@ class Receiver(StoreSession):
         self.stop()
 
     def __repr__(self) -> str:
-        state = f"listening on {self.webhook_url}" if self._io.running else "stopped"
+        state = f"listening on {self.webhook_url}" if self.running else "stopped"
         return f"<telnyx_nb.Receiver {state}>"
+
+    # -- reads: the recording, up to date ---------------------------------------------------
+
+    def _refresh(self) -> None:
+        """In process mode, bring the tables up to what the capture process has received."""
+        if not self.process or self.recording_path is None:
+            return
+        child = self._child
+        if child is not None and child.alive:
+            with contextlib.suppress(CaptureError):      # it died just now: read what it wrote
+                child.call("flush")
+        elif child is not None and not self._warned_dead and child.stopped_health is None:
+            self._warned_dead = True
+            warnings.warn(f"the capture process ended unexpectedly (exit code {child.returncode}); "
+                          "tables hold what it recorded", RuntimeWarning, stacklevel=3)
+        if (self.recording_path / "manifest.json").exists():
+            self._follower.refresh(complete_only=child is not None and child.alive)
+
+    def _table(self, name: str) -> pd.DataFrame:
+        self._refresh()
+        return super()._table(name)
+
+    def _payload(self, kind: str, key: int) -> bytes:
+        return super()._payload(kind, key)
 
     # -- addresses ---------------------------------------------------------------------------
 
@@ -224,19 +313,30 @@ class Receiver(StoreSession):
 
     def expect_fork(self, call_control_id: str) -> None:
         """Attribute the next new RTP source on each fork port to this call (start_forking does this)."""
-        self._store.claim_fork(call_control_id)
+        self._command("expect_fork", call_control_id=call_control_id)
 
     def withdraw_fork(self, call_control_id: str) -> None:
         """Undo ``expect_fork``: the call's fork did not start (start_forking does this on errors)."""
-        self._store.withdraw_fork(call_control_id)
+        self._command("withdraw_fork", call_control_id=call_control_id)
+
+    def _command(self, op: str, **args: Any) -> Any:
+        if self._child is not None:
+            return self._child.call(op, **args)
+        assert self._capture is not None
+        return getattr(self._capture, op)(*args.values())
+
+    # -- state ------------------------------------------------------------------------------------
 
     @property
     def clocks(self) -> dict[str, str]:
         """What stamps each table's ``received_at``: forked RTP gets the kernel's receive time
         where the platform offers it ("kernel"), the rest "socket_read" (see ``telnyx_nb.udp``)."""
-        return {**super().clocks, "rtp": self._ingest.rtp_clock, "rtp_errors": self._ingest.rtp_clock}
-
-    # -- state ------------------------------------------------------------------------------------
+        if self._capture is not None:
+            return self._capture.clocks()
+        if self._child is not None and self._child.alive:
+            clocks: dict[str, str] = self._child.call("clocks")
+            return clocks
+        return {**super().clocks, **recording_clocks(self.recording_path)}
 
     def health(self) -> dict[str, Any]:
         """Counters since start, loop lag p50/p99 (ms, last minute) and the loop in use.
@@ -245,32 +345,41 @@ class Receiver(StoreSession):
         ``duplicates`` are re-delivered webhooks (stored once); ``webhooks_rejected`` failed
         verification; ``callbacks_dropped`` events a full callback queue could not take;
         ``store_bytes`` is the memory of frames, packets and their payloads;
-        ``unjoined_threads`` names threads a ``stop()`` could not end.
+        ``unjoined_threads`` names threads a ``stop()`` could not end; ``capture`` says where
+        the capture runs ("thread", "process", or why the process is gone).
         """
-        c = dict(self._ingest.counters)
-        c["webhook_duplicates"] = self._store.duplicate_events
+        if self._child is not None:
+            child = self._child
+            if child.alive:
+                c = child.call("health")
+                capture = f"process {child.pid}"
+            else:
+                c = dict(child.stopped_health or {})
+                capture = "process stopped" if child.stopped_health else f"process died (exit code {child.returncode})"
+            c["callbacks_dropped"] = self._bus.dropped + c.pop("events_dropped", 0)
+            if c.get("recording_error") and not self._warned_recording:      # said here, in the notebook
+                self._warned_recording = True
+                warnings.warn(c["recording_error"], RuntimeWarning, stacklevel=2)
+            for lag in ("loop_lag_p50_ms", "loop_lag_p99_ms"):           # NaN travels as null
+                c[lag] = float("nan") if c.get(lag) is None else c[lag]
+            self._unjoined += [t for t in c.pop("unjoined_threads", []) if t not in self._unjoined]
+        else:
+            assert self._capture is not None
+            c = self._capture.health()
+            capture = "thread"
+            c["callbacks_dropped"] = self._bus.dropped
         c["callback_errors"] = self._bus.errors
-        c["callbacks_dropped"] = self._bus.dropped
-        lags = np.array(self._ingest.lags) * 1e3
+        counters = {name: c.get(name, 0) for name in COUNTERS}
         return {
-            "messages": c["webhooks"] + c["ws_messages"] + c["udp_packets"],
-            "bytes": c["webhook_bytes"] + c["ws_bytes"] + c["udp_bytes"],
-            "errors": c["webhooks_malformed"] + c["webhooks_rejected"] + c["stream_errors"] + c["udp_errors"]
-            + c["ws_refused"] + c["callback_errors"],
-            "duplicates": c["webhook_duplicates"],
-            "rejected_webhooks": c["webhooks_rejected"],
+            "messages": counters["webhooks"] + counters["ws_messages"] + counters["udp_packets"],
+            "bytes": counters["webhook_bytes"] + counters["ws_bytes"] + counters["udp_bytes"],
+            "errors": counters["webhooks_malformed"] + counters["webhooks_rejected"] + counters["stream_errors"]
+            + counters["udp_errors"] + counters["ws_refused"] + c["callback_errors"],
+            "duplicates": c.get("webhook_duplicates", 0),
+            "rejected_webhooks": counters["webhooks_rejected"],
             **c,
-            "open_streams": len(self._ingest.links),
-            "loop": self._io.loop_name,
-            "loop_lag_p50_ms": float(np.percentile(lags, 50)) if len(lags) else float("nan"),
-            "loop_lag_p99_ms": float(np.percentile(lags, 99)) if len(lags) else float("nan"),
-            "udp_rcvbuf": self._ingest.udp_rcvbuf,
-            "rtp_clock": self._ingest.rtp_clock,
-            "store_bytes": self._store.nbytes(),
+            "capture": capture,
             "unjoined_threads": list(self._unjoined),
-            "recording": None if self._recorder is None else str(self._recorder.path),
-            "recording_error": None if self._recorder is None else self._recorder.error,
-            "recording_flushes": 0 if self._recorder is None else self._recorder.flushes,
         }
 
     # -- callbacks ----------------------------------------------------------------------------
@@ -289,15 +398,18 @@ class Receiver(StoreSession):
         "auth_failed", "replaced", "receiver_stopped"); a stream that sent ``stop`` first keeps
         ``end_reason`` "stop" in ``streams`` while its socket's end is still reported here.
         """
-        return self._bus.on(event_type, callback)
+        off = self._bus.on(event_type, callback)
+        if self._child is not None and self._child.alive:
+            self._child.call("listen", types=self._bus.types)
+
+        def unsubscribe() -> None:
+            off()
+            if self._child is not None and self._child.alive:
+                self._child.call("listen", types=self._bus.types)
+
+        return unsubscribe
 
     # -- bidirectional: application -> Telnyx ------------------------------------------------------
-
-    def _link(self, stream_id: str) -> Link:
-        link = self._ingest.links.get(stream_id)
-        if link is None or not self._io.running:
-            raise StreamNotOpenError(f"no open media stream {stream_id!r}")
-        return link
 
     def send_audio(self, stream_id: str, samples: np.ndarray, rate: int, *, encoding: str | None = None
                    ) -> concurrent.futures.Future[None]:
@@ -316,23 +428,13 @@ class Receiver(StoreSession):
             raise ValueError(f"samples must be mono (1-D), got shape {samples.shape}")
         if not (isinstance(rate, numbers.Integral) and rate > 0):
             raise ValueError(f"rate must be a positive number of samples per second, got {rate!r}")
-        rate = int(rate)
-        link = self._link(stream_id)
-        info = link.info
-        if encoding is None and (info is None or info.encoding is None):
-            raise StreamNotStartedError(f"stream {stream_id!r} has not sent its 'start' frame yet, so its codec "
-                                        "is unknown; wait for it (rx.streams) or pass encoding=")
-        if encoding is not None:
-            codec = codecs.get_codec(encoding, l16_byteorder=self._l16_byteorder)
-            target = codec.sample_rate
-        else:
-            assert info is not None and info.encoding is not None
-            codec = codecs.get_codec(info.encoding, l16_byteorder=self._l16_byteorder)
-            target = info.sample_rate or codec.sample_rate
-        payload = codec.encode(codecs.resample(codecs.to_int16(samples), rate, target))
-        step = codec.frame_bytes(media.FRAME_MS, target)
-        frames = [media.AppMedia(payload[i : i + step]) for i in range(0, len(payload), step)]
-        return self._io.submit(link.outbound.send(frames, paced=True))
+        if self._child is not None:
+            pcm = codecs.to_int16(samples).astype("<i2").tobytes()
+            return self._child.send("send_audio", stream_id=stream_id, samples=base64.b64encode(pcm).decode("ascii"),
+                                    rate=int(rate), encoding=encoding)
+        if self._capture is None or not self._capture.running:
+            raise StreamNotOpenError(f"no open media stream {stream_id!r}")
+        return self._capture.send_audio(stream_id, samples, int(rate), encoding)
 
     async def asend_audio(self, stream_id: str, samples: np.ndarray, rate: int, *, encoding: str | None = None) -> None:
         """``send_audio`` for asyncio code: returns when the last frame was sent."""
@@ -340,8 +442,24 @@ class Receiver(StoreSession):
 
     def mark(self, stream_id: str, name: str) -> concurrent.futures.Future[None]:
         """Send a ``mark`` after the audio queued so far; Telnyx echoes it (``rx.marks``) once played."""
-        return self._io.submit(self._link(stream_id).outbound.send([media.AppMark(name)], paced=False))
+        if self._child is not None:
+            return self._child.send("mark", stream_id=stream_id, name=name)
+        if self._capture is None or not self._capture.running:
+            raise StreamNotOpenError(f"no open media stream {stream_id!r}")
+        return self._capture.mark(stream_id, name)
 
     def clear(self, stream_id: str) -> concurrent.futures.Future[None]:
         """Drop audio still queued here and send ``clear`` (Telnyx flushes its queue, echoes marks)."""
-        return self._io.submit(self._link(stream_id).outbound.clear())
+        if self._child is not None:
+            return self._child.send("clear", stream_id=stream_id)
+        if self._capture is None or not self._capture.running:
+            raise StreamNotOpenError(f"no open media stream {stream_id!r}")
+        return self._capture.clear(stream_id)
+
+
+def recording_clocks(path: Path | None) -> dict[str, str]:
+    """The clocks a recording's manifest names (empty when there is none yet)."""
+    if path is None or not recording.is_recording(path):
+        return {}
+    clocks: dict[str, str] = orjson.loads((path / "manifest.json").read_bytes()).get("clocks", {})
+    return clocks

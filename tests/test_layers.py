@@ -19,8 +19,8 @@ import telnyx_nb
 PACKAGE = Path(telnyx_nb.__file__).parent
 ROOT = "telnyx_nb"
 
-_RECEIVER_SIDE = ("receiver", "ingest", "udp", "events", "outbound", "session", "store", "audio", "quality", "emodel",
-                  "defaults", "errors", "loopthread", "wire")
+_RECEIVER_SIDE = ("receiver", "capture", "ingest", "udp", "events", "outbound", "session", "store", "audio",
+                  "quality", "emodel", "defaults", "errors", "loopthread", "wire")
 
 #: layer -> the layers (module or package names under telnyx_nb) it may depend on, itself included.
 ALLOWED: dict[str, tuple[str, ...]] = {
@@ -39,6 +39,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "udp": ("udp",),
     "session": ("session", "store", "audio", "quality", "emodel", "udp", "errors", "defaults", "wire"),
     "receiver": _RECEIVER_SIDE,
+    "capture": tuple(layer for layer in _RECEIVER_SIDE if layer not in ("receiver", "session", "quality", "audio")),
     "actions": ("actions", *_RECEIVER_SIDE),
 }
 #: The top layer: the public facade and the command line, which may use everything.

@@ -13,6 +13,7 @@ from sandbox_peer import dial, parse_rtp
 from waiting import timeout
 
 
+@pytest.mark.both_modes
 def test_stream_loss_matches_ground_truth_exactly(sb, client, peer):
     ccid = dial(sb, client, peer, Scenario.tone(1.5), stream_url=peer.stream_url, stream_track="both_tracks")
     peer.wait_event(ccid, "streaming.started")
@@ -29,10 +30,12 @@ def test_stream_loss_matches_ground_truth_exactly(sb, client, peer):
     assert len(conn.media()) == len(sent)
     lost = truth[truth["fate"] == "dropped"]
     assert lost["chunk"].notna().all() and lost["seq"].isna().all() and (lost["delay_ms"] == 0).all()
+    assert lost["sent_at"].isna().all() and (sent["sent_at"] >= sent["due_at"]).all()  # dropped: never sent
     stats = peer.events(ccid)[-1].payload["call_quality_stats"]
     assert stats["inbound"]["skip_packet_count"] == str(int((lost["track"] == "inbound").sum()))
 
 
+@pytest.mark.both_modes
 def test_fork_duplicates_reorder_jitter(sb, client, peer):
     start = {name: len(peer.udp[name]) for name in ("rx", "tx")}
     ccid = dial(sb, client, peer, Scenario.tone(1.5))
@@ -48,6 +51,7 @@ def test_fork_duplicates_reorder_jitter(sb, client, peer):
         assert sorted(set(seqs)) == sorted(set(rows["seq"]))
         assert (rows["fate"] == "duplicated").sum() > 0 and (rows["delay_ms"] >= 30).sum() > 0
         assert rows["delay_ms"].between(0, 38).all()
+        assert (rows["sent_at"] >= rows["due_at"]).all()
         assert any(b < a for a, b in itertools.pairwise(seqs) if abs(b - a) < 1000)  # some arrived out of order
 
 
@@ -91,6 +95,7 @@ def test_websocket_dropped_abruptly(sb, client, peer):
     client.calls.actions.hangup(ccid)
 
 
+@pytest.mark.both_modes
 def test_webhooks_retried_after_500(sb, client, peer):
     sb.wait_webhooks(timeout(10))
     peer.fail_every_first_attempt = True

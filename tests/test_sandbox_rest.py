@@ -26,6 +26,7 @@ def action_kwargs(peer, action: str) -> dict:
     }.get(action, {})
 
 
+@pytest.mark.both_modes
 def test_dial_response_and_lifecycle_webhooks(sb, client, peer):
     call = client.calls.dial(connection_id=sb.connection_id, to="+15550100", from_="+15550199",
                              webhook_url=peer.webhook_url, client_state="aGVsbG8=")
@@ -91,6 +92,7 @@ def test_every_action_async(sb, peer):
     peer.wait_event(ccid, "call.hangup")
 
 
+@pytest.mark.both_modes
 def test_far_end_hangs_up_on_demand(sb, client, peer):
     ccid = dial(sb, client, peer)
     assert sb.call_state(ccid) == "answered"
@@ -102,6 +104,7 @@ def test_far_end_hangs_up_on_demand(sb, client, peer):
         sb.hangup("v3:nope")
 
 
+@pytest.mark.both_modes
 def test_incoming_call_answered_through_the_sdk(sb, client, peer):
     ccid = sb.incoming_call(to="+15550111", from_="+15550122", webhook_url=peer.webhook_url)
     initiated = peer.wait_event(ccid, "call.initiated")[0].payload

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from telnyx_nb.emodel import e_model_mos
 from telnyx_nb.sandbox import Scenario, library_names, serve
+from telnyx_nb.sandbox.control import pack_snapshot, unpack_snapshot
 from telnyx_nb.sandbox.errors import CATALOGUE, ApiError
 from telnyx_nb.sandbox.ground_truth import GroundTruth
 from telnyx_nb.sandbox.media_clock import MediaClock
@@ -122,18 +123,56 @@ def test_quality_stats_and_mos():
         stats["outbound"] == {"packet_count": "99", "skip_packet_count": "0"}
 
 
-def test_ground_truth_frame_types_and_payloads():
+def test_ground_truth_frame_types_payloads_and_fates():
     truth = GroundTruth()
     script = ({"inbound": bytes(range(160)) * 2, "outbound": bytes(320)}, 160)
-    truth.add_stream("inbound", 1, 2, 0, 1_700_000_000_123_456_789, "delivered", 0.0, "sid", 1, script, 160)
+    sent = truth.add_stream("inbound", 1, 2, 0, 1_700_000_000_123_456_789, "delivered", 0.0, "sid", 1, script, 160)
     truth.add_fork("tx", 65535, 7, 99, 1_700_000_000_000_000_000, "dropped", 0.0, 0, b"mixed", 5)
+    twice = truth.add_fork("rx", 1, 160, 98, 1_700_000_000_020_000_000, "duplicated", 0.004, 1, script, 160)
+    truth.add_fork("rx", -1, -1, 98, 1_700_000_000_040_000_000, "skipped", 0.0, 2, script, 160)
+    never = truth.add_stream("outbound", 2, 3, 20, 1_700_000_000_143_456_789, "delivered", 0.0, "sid", 2, script, 160)
+    pending = truth.add_stream("inbound", 2, 4, 20, 1_700_000_000_143_456_789, "delivered", 0.0, "sid", 2, script, 160)
+    assert list(GroundTruth.to_frame(truth.snapshot())["fate"]) == ["pending", "dropped", "pending", "skipped",
+                                                                      "pending", "pending"]
+    truth.sent(sent, 1_700_000_000_123_999_999)
+    truth.sent(twice, 1_700_000_000_025_000_000)
+    truth.unsent(never)
+    truth.sent(never, 1)  # too late: it stays unsent
     empty = GroundTruth.to_frame(GroundTruth().snapshot())
     frame = GroundTruth.to_frame(truth.snapshot(), payloads=True)
     assert list(empty.columns) == list(frame.columns)[:-1] and len(empty) == 0
-    assert str(frame["sent_at"].dtype) == "datetime64[ns, UTC]" and frame["sent_at"][0].nanosecond == 789
-    assert frame["chunk"].tolist() == [1, pd.NA] and frame["seq"].tolist() == [pd.NA, 65535]
-    assert list(frame["path"]) == ["stream", "fork"] and list(frame["track"]) == ["inbound", "tx"]
-    assert frame["payload"].tolist() == [bytes(range(160)), b"mixed"]
+    for column in ("due_at", "sent_at"):
+        assert str(frame[column].dtype) == str(empty[column].dtype) == "datetime64[ns, UTC]"
+    assert frame["due_at"][0].nanosecond == 789 and frame["sent_at"][0].nanosecond == 999
+    assert list(frame["fate"]) == ["delivered", "dropped", "duplicated", "skipped", "unsent", "pending"]
+    assert frame["sent_at"].isna().tolist() == [False, True, False, True, True, True]
+    assert frame["chunk"].tolist() == [1, pd.NA, pd.NA, pd.NA, 2, 2]
+    assert frame["seq"].tolist()[:4] == [pd.NA, 65535, 1, pd.NA]
+    assert frame["sequence_number"].tolist()[0] == 2 and frame["rtp_timestamp"].isna().tolist()[3]
+    assert list(frame["path"]) == ["stream", "fork", "fork", "fork", "stream", "stream"]
+    assert frame["stream_id"].tolist() == ["sid", pd.NA, pd.NA, pd.NA, "sid", "sid"]
+    assert frame["payload"].tolist()[:3] == [bytes(range(160)), b"mixed", bytes(range(160))]
+    assert truth.fates(("inbound", "rx")) == {"delivered": 2, "dropped": 0, "duplicated": 1, "skipped": 1,
+                                              "pending": 0, "unsent": 0}  # pending counts as it will be sent
+    assert pending == 5
+
+
+def test_ground_truth_crosses_the_process_boundary_unchanged():
+    """What the control endpoint sends (pack/unpack) builds the very same DataFrame, dtypes included."""
+    truth = GroundTruth()
+    script = ({"inbound": bytes(range(160)) * 3, "outbound": bytes(480)}, 160)
+    for i in range(3):
+        row = truth.add_stream("outbound", i + 1, i + 2, 20 * i, 1_700_000_000_000_000_000 + i * 20_000_000,
+                               "delivered", 0.0, "sid", i, script, 160)
+        truth.sent(row, 1_700_000_000_000_100_000 + i * 20_000_000)
+    truth.add_fork("tx", 7, 8, 9, 1_700_000_000_060_000_000, "dropped", 0.0, 0, b"mixed", 5)
+    for payloads in (False, True):
+        local = GroundTruth.to_frame(truth.snapshot(), payloads)
+        remote = GroundTruth.to_frame(unpack_snapshot(pack_snapshot(truth.snapshot(), payloads)), payloads)
+        pd.testing.assert_frame_equal(local, remote)
+    empty = GroundTruth().snapshot()
+    remote = unpack_snapshot(pack_snapshot(empty))
+    pd.testing.assert_frame_equal(GroundTruth.to_frame(empty), GroundTruth.to_frame(remote))
 
 
 def test_media_clock_spreads_calls_over_slots_and_keeps_pace():

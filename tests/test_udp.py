@@ -21,7 +21,7 @@ def rtp_packet(seq: int) -> bytes:
 
 @pytest.mark.skipif(not kernel_timestamps_available(), reason="no SO_TIMESTAMPNS on this platform")
 def test_a_datagram_read_late_keeps_its_arrival_time(tmp_path):
-    with tnb.Receiver() as rx:
+    with tnb.Receiver(process=False) as rx:                 # its loop is blocked below, from this process
         assert rx.clocks["rtp"] == "kernel" and rx.health()["rtp_clock"] == "kernel"
         port = int(rx.fork_rx.rsplit(":", 1)[1])
         released = []
@@ -31,7 +31,7 @@ def test_a_datagram_read_late_keeps_its_arrival_time(tmp_path):
             released.append(time.time_ns())
 
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-            blocked = rx._io.submit(hold_the_loop())
+            blocked = rx._capture._io.submit(hold_the_loop())   # the in-thread capture: block its loop
             time.sleep(0.05)                        # stimulus: the loop is inside the blocking call now
             sent = time.time_ns()
             sock.sendto(rtp_packet(1), ("127.0.0.1", port))

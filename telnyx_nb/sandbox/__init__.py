@@ -7,8 +7,26 @@ and a ground-truth record of every frame. Modules: ``server`` (REST), ``params``
 validation), ``errors`` (error bodies), ``calls`` (state machine and commands),
 ``media_clock`` (pacing), ``streamer`` (WebSocket), ``playback`` (bidirectional audio),
 ``forker`` (RTP), ``transcription``, ``webhook_sender``, ``scenarios`` (audio + script),
-``impairments``, ``ground_truth``, ``quality_stats``, ``emulator`` (the thread + public API),
-``shell`` (``serve``, for the command line).
+``impairments``, ``ground_truth``, ``quality_stats``, ``engine`` (all of the above on one
+event loop, and the commands behind the public API), ``emulator`` (``Sandbox``, the public
+API), ``process`` / ``child`` / ``control`` (the sandbox's own process: spawning it, its main,
+the endpoint that drives it), ``shell`` (``serve``, for the command line).
+
+**Process model.** ``Sandbox()`` (``process=True``) runs the engine in a process of its own,
+``python -m telnyx_nb.sandbox --child`` started with ``subprocess`` (never a fork), as real
+Telnyx is outside the notebook: the notebook's interpreter lock, however long a cell holds it,
+never delays its media. Its methods are requests to a control endpoint on 127.0.0.1 guarded
+by a random token (``control``); errors re-raise as the same exception types and messages; a
+child that dies is reported (``SandboxProcessError``) on the next call. The child exits on
+``stop()`` or when the parent's process goes away (EOF on its stdin). ``process=False`` runs
+the engine on a thread of the caller's process (``telnyx-nb sandbox`` does, being a process of
+its own already).
+
+**Ground truth** records what really happened (``ground_truth``): each frame's slot
+(``due_at``), when it was really handed to its socket (``sent_at``), and a ``fate`` that is
+never ``delivered`` for a frame that was not sent (``dropped``, ``skipped`` when a starved
+clock gave its tick up, ``pending``, ``unsent``). ``Sandbox.pacing()`` says how late the media
+clock and the sends ran.
 
 Where Telnyx's documentation is silent, the sandbox chooses (the protocol facts are in
 ``docs/protocol.md``; its section "Where Telnyx is silent: the project's choices" points here):
@@ -63,9 +81,10 @@ Where Telnyx's documentation is silent, the sandbox chooses (the protocol facts 
   slotting and catch-up in ``media_clock``.
 """
 
+from telnyx_nb.sandbox.control import SandboxProcessError
 from telnyx_nb.sandbox.emulator import Sandbox
 from telnyx_nb.sandbox.impairments import GilbertElliott, Impairment
 from telnyx_nb.sandbox.scenarios import Scenario, library_names
 from telnyx_nb.sandbox.shell import serve
 
-__all__ = ["Sandbox", "Scenario", "GilbertElliott", "Impairment", "library_names", "serve"]
+__all__ = ["Sandbox", "SandboxProcessError", "Scenario", "GilbertElliott", "Impairment", "library_names", "serve"]

@@ -90,6 +90,7 @@ class Call:
         self.end_time: str | None = None
         self.ended_mono: float | None = None
         self.first_tick: int | None = None
+        self.last_frame: int | None = None
         self.frames_played = 0
         self.stream: MediaStream | None = None
         self.fork: Fork | None = None
@@ -178,6 +179,12 @@ class Call:
         if self.first_tick is None:
             self.first_tick = k
         i = k - self.first_tick
+        if self.last_frame is not None and i > self.last_frame + 1:  # the clock skipped ticks: say so
+            media = self.stream if self.stream is not None else self.fork
+            if media is not None:
+                for missed in range(self.last_frame + 1, min(i, self.scenario.n_frames)):
+                    media.skip(missed, deadline - (i - missed) * PERIOD_S)
+        self.last_frame = i
         if i >= self.scenario.n_frames:
             self.control.far_end_hangup(self)
             return

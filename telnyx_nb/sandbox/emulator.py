@@ -1,38 +1,52 @@
-"""``Sandbox``: the emulator on its own event loop thread (``telnyx_nb.loopthread``), with a
-synchronous, thread-safe API: public methods hop onto that loop and wait for the result, so
-they can be called from a notebook cell or any thread.
+"""``Sandbox``: the public face of the emulator, in its own process or on a thread.
+
+``Sandbox(process=True)`` (the default): ``start()`` spawns the sandbox's own process
+(``process.SandboxProcess``; the same ``engine.Engine`` as ``telnyx-nb sandbox``), so that
+nothing the notebook does — a cell that holds the interpreter lock for seconds — can delay the
+emulator's media clock, exactly as with real Telnyx. Each method below is one ``control``
+request to it; errors come back as the same exception types with the same messages. The child
+ends when ``stop()`` is called or when this process goes away (its stdin pipe closes); if it
+dies, the next method call raises ``SandboxProcessError`` saying how, with its stderr.
+
+``Sandbox(process=False)``: the engine runs on an event loop thread of this process
+(``telnyx_nb.loopthread``), for places that cannot spawn processes; a busy notebook then starves
+its media clock (the ground truth says so: ``skipped`` frames, late ``sent_at``).
+
+Either way the API is synchronous and thread-safe: a method can be called from a notebook cell
+or any thread.
 """
 
 from __future__ import annotations
 
-import asyncio
+import base64
 import contextlib
-import functools
+import http.client
 import secrets
-from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-from aiohttp import web
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from telnyx_nb.loopthread import LoopThread
-from telnyx_nb.sandbox.calls import Call, CallControl, Route
+from telnyx_nb.sandbox.calls import Route
+from telnyx_nb.sandbox.control import ControlClient, SandboxProcessError, unpack_snapshot
+from telnyx_nb.sandbox.engine import Engine, check_codec, impairment_arg, scenario_arg
 from telnyx_nb.sandbox.ground_truth import GroundTruth
 from telnyx_nb.sandbox.impairments import GilbertElliott, Impairment
-from telnyx_nb.sandbox.media_clock import MediaClock
+from telnyx_nb.sandbox.process import SandboxProcess
 from telnyx_nb.sandbox.scenarios import Scenario, get_scenario
-from telnyx_nb.sandbox.server import make_app
-from telnyx_nb.sandbox.webhook_sender import WebhookSender
 from telnyx_nb.wire import webhooks
 
 if TYPE_CHECKING:
+    import pandas as pd
     import telnyx
 
-__all__ = ["Sandbox"]
+__all__ = ["Sandbox", "SandboxProcessError"]
 
-T = TypeVar("T")
 _CALL_TIMEOUT_S = 30.0
 _STOP_TIMEOUT_S = 5.0
+#: How long stop() lets the sandbox's process shut down gracefully before terminating it.
+_PROCESS_STOP_TIMEOUT_S = 10.0
 
 
 class Sandbox:
@@ -47,6 +61,8 @@ class Sandbox:
     ``webhook_attempts``/``webhook_backoff_s``/``webhook_timeout_s``: delivery retries.
     ``clock_slots``: phases of the media clock (see ``media_clock``). ``use_uvloop``: run the
     loop on uvloop when it is installed.
+    ``process``: run the emulator in its own process (default) or, with False, on a thread of
+    this one. ``start_timeout``: how long ``start()`` waits for the process to be ready.
     """
 
     def __init__(
@@ -65,73 +81,110 @@ class Sandbox:
         webhook_timeout_s: float = 5.0,
         clock_slots: int = 20,
         use_uvloop: bool = True,
+        process: bool = True,
+        start_timeout: float = 30.0,
     ) -> None:
         self.host = host
         self.port = port
         self.api_key = api_key or "KEY_SANDBOX_" + secrets.token_hex(12)
         self.connection_id = connection_id or str(secrets.randbelow(9 * 10**18) + 10**18)
-        self._signer = webhooks.Signer()
+        self._private_key = Ed25519PrivateKey.generate()
+        self._signer = webhooks.Signer(self._private_key)
         self.public_key = self._signer.public_key
-        self._default_route = Route(get_scenario(scenario), _codec(codec)).prepare()
-        self._webhook_url = webhook_url
-        self._ring_s = ring_s
-        self._new_sender = functools.partial(WebhookSender, self._signer, attempts=webhook_attempts,
-                                             backoff_s=webhook_backoff_s, timeout_s=webhook_timeout_s)
-        self._clock_slots = clock_slots
-        self._io = LoopThread("telnyx_nb-sandbox", "auto" if use_uvloop else "asyncio")
-        self._control: CallControl | None = None
-        self._clock: MediaClock | None = None
-        self._runner: web.AppRunner | None = None
-        self._sender: WebhookSender | None = None
+        self.process = process
+        self._scenario = get_scenario(scenario)  # ValueError now for an unknown name
+        self._codec = check_codec(codec)
+        if webhook_attempts < 1:
+            raise ValueError("webhook_attempts must be >= 1")
+        if not 1 <= clock_slots <= 20:
+            raise ValueError(f"slots must be in 1..20, got {clock_slots}")
+        self._options: dict[str, Any] = {
+            "webhook_url": webhook_url, "ring_s": ring_s, "webhook_attempts": webhook_attempts,
+            "webhook_backoff_s": webhook_backoff_s, "webhook_timeout_s": webhook_timeout_s, "clock_slots": clock_slots}
+        self._loop_kind = "auto" if use_uvloop else "asyncio"
+        self._start_timeout = start_timeout
+        # process=False: the engine on a loop thread of this process
+        self._io = LoopThread("telnyx_nb-sandbox", self._loop_kind)
+        self._engine: Engine | None = None
+        # process=True: the child and its control endpoint
+        self._child: SandboxProcess | None = None
+        self._control: ControlClient | None = None
+        self._loop_name: str | None = None
 
     # --- lifecycle -------------------------------------------------------------------
     def start(self) -> Sandbox:
-        """Start the loop thread and the server; returns once it is listening."""
+        """Start the emulator; returns once it is listening. With ``process=True``, a child that
+        died since the last start is replaced by a new one."""
+        if self.process:
+            if self._child is not None and self._child.alive:
+                return self
+            self.stop()
+            self._start_process()
+            return self
         if self._io.running:
             return self
         self._io.start()
         try:
-            self._call(self._astart())
+            self._start_thread()
         except BaseException:
             self.stop()
             raise
         return self
 
-    async def _astart(self) -> None:
-        self._clock = MediaClock(self._clock_slots)
-        self._sender = self._new_sender()
-        await self._sender.start()
-        self._control = CallControl(host=self.host, connection_id=self.connection_id, clock=self._clock,
-                                    sender=self._sender, ring_s=self._ring_s, default_route=self._default_route,
-                                    default_webhook_url=self._webhook_url)
-        await self._control.start()
-        self._runner = web.AppRunner(make_app(self._control, self.api_key), access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
-        self.port = self._runner.addresses[0][1]
-        self._clock.start(asyncio.get_running_loop())
+    def _start_thread(self) -> None:
+        route = Route(self._scenario, self._codec).prepare()  # rendered here, not on the media clock
+        engine = Engine(host=self.host, port=self.port, api_key=self.api_key, connection_id=self.connection_id,
+                        signer=self._signer, default_route=route, **self._options)
+        self._engine = engine
+        self.port = self._io.run(engine.start(), _CALL_TIMEOUT_S)
+        self._loop_name = self._io.loop_name
+
+    def _start_process(self) -> None:
+        token = secrets.token_urlsafe(32)
+        key = self._private_key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
+                                              serialization.NoEncryption())
+        config = {"token": token, "signing_key": base64.b64encode(key).decode("ascii"), "api_key": self.api_key,
+                  "connection_id": self.connection_id, "host": self.host, "port": self.port,
+                  "scenario": scenario_arg(self._scenario), "codec": self._codec, "loop": self._loop_kind,
+                  **self._options}
+        child = SandboxProcess(config, self._start_timeout)
+        try:
+            ready = child.start()
+        except BaseException:  # including a KeyboardInterrupt while waiting: leave no child behind
+            child.stop(0.0)
+            child.close()
+            raise
+        if ready.get("public_key") != self.public_key or ready.get("api_key") != self.api_key:
+            child.stop(_PROCESS_STOP_TIMEOUT_S)
+            child.close()
+            raise SandboxProcessError("the sandbox's process reported different keys than it was given")
+        self._child = child
+        self._control = ControlClient(int(ready["control_port"]), token)
+        self.port = int(ready["port"])
+        self._loop_name = ready.get("loop")
 
     def stop(self) -> None:
-        """Hang up every live call (stop frames, webhooks best effort), then shut down."""
+        """Hang up every live call (stop frames, webhooks best effort), then shut down (with
+        ``process=True``: the child exits; it is terminated if it does not within 10 s)."""
+        child, control = self._child, self._control
+        if child is not None:
+            self._child = self._control = None
+            if control is not None:
+                control.close()
+            try:
+                child.stop(_PROCESS_STOP_TIMEOUT_S)
+            finally:
+                child.close()
+            return
         if not self._io.running:
             return
+        engine = self._engine
         try:
-            self._call(self._astop())
+            if engine is not None:
+                self._io.run(engine.stop(), _CALL_TIMEOUT_S)
         finally:
+            self._engine = None
             self._io.stop(_STOP_TIMEOUT_S)
-
-    async def _astop(self) -> None:
-        if self._control is not None:
-            await self._control.close()
-        if self._sender is not None:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._sender.drain(), 2.0)
-            await self._sender.close()
-        if self._clock is not None:
-            await self._clock.stop()
-        if self._runner is not None:
-            await self._runner.cleanup()
 
     def __enter__(self) -> Sandbox:
         return self.start()
@@ -139,11 +192,44 @@ class Sandbox:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def _call(self, coro: Coroutine[Any, Any, T], timeout: float = _CALL_TIMEOUT_S) -> T:
-        if not self._io.running:
-            coro.close()
+    @property
+    def running(self) -> bool:
+        """True between ``start()`` and ``stop()`` (with ``process=True``: while the child lives)."""
+        if self.process:
+            return self._child is not None and self._child.alive
+        return self._io.running
+
+    @property
+    def pid(self) -> int | None:
+        """The sandbox's process id (``process=True``), else None."""
+        return self._child.pid if self._child is not None else None
+
+    @property
+    def loop_name(self) -> str | None:
+        """The emulator's event loop: ``"uvloop"`` or ``"asyncio"`` (None before start)."""
+        return self._loop_name
+
+    def _command(self, name: str, timeout: float = _CALL_TIMEOUT_S, /, **args: Any) -> Any:
+        """Run one engine command, here or in the child (see ``engine.Engine.command``)."""
+        if not self.process:
+            if not self._io.running or self._engine is None:
+                raise RuntimeError("the sandbox is not running; call start() first")
+            return self._io.run(self._engine.command(name, args), timeout)
+        child, control = self._child, self._control
+        if child is None or control is None:
             raise RuntimeError("the sandbox is not running; call start() first")
-        return self._io.run(coro, timeout)
+        if not child.alive:
+            raise child.died_error()
+        try:
+            return control.call(name, args, timeout)
+        except (OSError, http.client.HTTPException) as exc:
+            if isinstance(exc, TimeoutError) and child.alive:
+                raise TimeoutError(f"the sandbox's process did not answer {name} within {timeout:g} s") from None
+            with contextlib.suppress(Exception):
+                child.wait_exit(1.0)
+            if not child.alive:
+                raise child.died_error() from None
+            raise SandboxProcessError(f"the sandbox's control endpoint failed: {exc!r}") from exc
 
     # --- connection details --------------------------------------------------------------
     @property
@@ -172,30 +258,23 @@ class Sandbox:
     # --- scripting the far end ---------------------------------------------------------
     def route(self, to: str, scenario: str | Scenario = "support_call", *, codec: str = "PCMU") -> None:
         """Calls dialled to ``to`` play ``scenario`` with the call codec ``codec`` (PCMU/PCMA)."""
-        route = Route(get_scenario(scenario), _codec(codec)).prepare()
-        control = _running(self._control)
-        self._call(self._on_loop(lambda: control.routes.__setitem__(to, route)))
+        self._command("route", to=to, scenario=self._scenario_arg(scenario), codec=codec)
 
     def incoming_call(self, to: str = "+15550100", from_: str = "+15550199", *, webhook_url: str | None = None,
                       scenario: str | Scenario | None = None, codec: str = "PCMU") -> str:
         """Simulate an incoming call: ``call.initiated`` (direction incoming) to ``webhook_url``;
         the application answers it with ``client.calls.actions.answer(ccid)``. Returns the ccid."""
-        route = Route(get_scenario(scenario), _codec(codec)).prepare() if scenario is not None else None
-        control = _running(self._control)
-        return self._call(self._on_loop(lambda: control.incoming(to=to, from_=from_, webhook_url=webhook_url,
-                                                                 route=route)))
+        return self._command("incoming_call", to=to, from_=from_, webhook_url=webhook_url,
+                             scenario=None if scenario is None else self._scenario_arg(scenario), codec=codec)
 
     def hangup(self, call_control_id: str) -> None:
         """The far end hangs up now (``call.hangup`` with ``hangup_source`` of the far side)."""
-        self._with_call(call_control_id, _running(self._control).far_end_hangup)
+        self._command("hangup", call_control_id=call_control_id)
 
     def send_dtmf(self, call_control_id: str, digits: str) -> None:
         """The far end presses ``digits``: one per 20 ms tick, as ``dtmf`` frames on the stream
         and ``call.dtmf.received`` webhooks."""
-        for digit in digits:
-            if digit not in "0123456789*#ABCD":
-                raise ValueError(f"invalid DTMF digit {digit!r}")
-        self._with_call(call_control_id, lambda call: call.pending_dtmf.extend(digits))
+        self._command("send_dtmf", call_control_id=call_control_id, digits=digits)
 
     def impair(self, call_control_id: str, loss: float = 0.0, burst: GilbertElliott | dict | tuple | None = None,
                jitter_ms: float = 0.0, reorder: float = 0.0, duplicate: float = 0.0, codec_mismatch: bool = False,
@@ -207,59 +286,38 @@ class Sandbox:
         impairment = Impairment(loss=loss, burst=GilbertElliott.coerce(burst), jitter_ms=jitter_ms, reorder=reorder,
                                 duplicate=duplicate, codec_mismatch=codec_mismatch, drop_ws_after_s=drop_ws_after_s,
                                 seed=seed, webhook_duplicate=webhook_duplicate, webhook_reorder=webhook_reorder)
-        self._with_call(call_control_id, lambda call: call.impair(impairment))
+        self._command("impair", call_control_id=call_control_id,
+                      impairment=impairment_arg(impairment) if self.process else impairment)
         return impairment
 
     # --- observing ---------------------------------------------------------------------
     def ground_truth(self, call_control_id: str, payloads: bool = False) -> pd.DataFrame:
-        """Every frame/packet generated for the call and its fate (see ``ground_truth.COLUMNS``)."""
-        columns = self._with_call(call_control_id, lambda call: call.ground_truth.snapshot())
-        return GroundTruth.to_frame(columns, payloads)
+        """Every frame/packet generated for the call and what happened to it (see
+        ``ground_truth``: ``due_at`` its slot, ``sent_at`` when it really went out, ``fate``)."""
+        if self.process:
+            snap = unpack_snapshot(self._command("ground_truth", call_control_id=call_control_id, payloads=payloads))
+        else:
+            snap = self._command("ground_truth", call_control_id=call_control_id)
+        return GroundTruth.to_frame(snap, payloads)
 
     def call_state(self, call_control_id: str) -> str:
         """``ringing``, ``answered`` or ``ended``."""
-        return self._with_call(call_control_id, lambda call: call.state)
+        return self._command("call_state", call_control_id=call_control_id)
 
     def pacing(self, reset: bool = False) -> dict[str, float]:
-        """Media pacing error (send time − deadline) over every frame/packet sent, in ms."""
-        clock = _running(self._clock)
-        return self._call(self._on_loop(lambda: clock.pacing(reset)))
+        """How late the media clock ran, in ms (see ``media_clock.MediaClock.pacing``): send
+        time − due time over every frame/packet sent (n, p50_ms, p90_ms, p99_ms, max_ms), the
+        clock's own ticks, late_ticks, clock_late_max_ms and skipped_ticks."""
+        return self._command("pacing", reset=reset)
 
     def webhook_stats(self) -> dict[str, int]:
         """Webhooks queued, delivered, failed (given up), duplicated, and attempts made."""
-        sender = _running(self._sender)
-        return self._call(self._on_loop(lambda: dict(sender.stats)))
+        return self._command("webhook_stats")
 
     def wait_webhooks(self, timeout: float = 10.0) -> None:
-        """Block until every queued webhook is delivered or given up."""
-        self._call(asyncio.wait_for(_running(self._sender).drain(), timeout), timeout + 1)
+        """Block until every queued webhook is delivered or given up (TimeoutError after ``timeout``)."""
+        self._command("wait_webhooks", timeout + 5.0, timeout=timeout)
 
-    def _with_call(self, call_control_id: str, fn: Callable[[Call], T]) -> T:
-        """Run ``fn(call)`` on the loop; KeyError for an unknown call_control_id."""
-        control = _running(self._control)
+    def _scenario_arg(self, scenario: str | Scenario) -> str | Scenario | dict[str, Any]:
+        return scenario_arg(scenario) if self.process else scenario
 
-        def run() -> T:
-            call = control.calls.get(call_control_id)
-            if call is None:
-                raise KeyError(f"no call with call_control_id {call_control_id!r}")
-            return fn(call)
-        return self._call(self._on_loop(run))
-
-    @staticmethod
-    async def _on_loop(fn: Callable[[], T]) -> T:
-        return fn()
-
-
-def _codec(codec: str) -> Literal["PCMU", "PCMA"]:
-    if codec == "PCMU":
-        return "PCMU"
-    if codec == "PCMA":
-        return "PCMA"
-    raise ValueError(f"a call's codec is PCMU or PCMA, got {codec!r}")
-
-
-def _running(part: T | None) -> T:
-    """A part the sandbox creates in ``start()``; RuntimeError before that."""
-    if part is None:
-        raise RuntimeError("the sandbox is not running; call start() first")
-    return part

@@ -7,12 +7,14 @@ sequence number (+1 per packet, wrapping at 16 bits) and a random initial timest
 per packet); the marker bit is set on the first packet. With the legacy ``target`` both
 directions go to one address, each packet behind a 24-byte STREP v1 header (leg A;
 direction 0 = rx, 1 = tx; the call's ``call_leg_id``). Packets are built by ``wire.rtp``.
+Each packet's ground-truth row is stamped when it is handed to ``sendto``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import secrets
+import time
 import uuid
 from typing import TYPE_CHECKING, Literal
 
@@ -80,8 +82,8 @@ class Fork:
             data = rtp.build_fork_packet(rtp.ForkPacket(packet, d.strep))
             channel = call.channel("fork", d.name)
             fate, delay = channel.next() if channel is not None else ("delivered", 0.0)
-            call.ground_truth.add_fork(d.name, d.seq, d.timestamp, d.ssrc, wall_ns, fate, delay, i, source,
-                                       len(payload))
+            row = call.ground_truth.add_fork(d.name, d.seq, d.timestamp, d.ssrc, wall_ns, fate, delay, i, source,
+                                             len(payload))
             d.seq = (d.seq + 1) & 0xFFFF
             d.timestamp = (d.timestamp + step) & 0xFFFFFFFF
             d.first = False
@@ -89,13 +91,28 @@ class Fork:
                 continue
             copies = 2 if fate == "duplicated" else 1
             if delay > 0:
-                call.clock.call_at(deadline + delay, self._send, data, d.address, copies, deadline + delay)
+                call.clock.call_at(deadline + delay, self._send, data, d.address, copies, deadline + delay, row)
             else:
-                self._send(data, d.address, copies, deadline)
+                self._send(data, d.address, copies, deadline, row)
 
-    def _send(self, data: bytes, address: tuple[str, int], copies: int, due: float) -> None:
-        if self.transport.is_closing():
+    def skip(self, i: int, deadline: float) -> None:
+        """The media clock skipped frame ``i``'s tick: record ``skipped`` rows. No packet is
+        built, so the RTP sequence number and timestamp do not advance (null in the rows)."""
+        if not self.live:
             return
+        call = self.call
+        wall_ns = call.clock.wall_ns(deadline)
+        source = call.frame_source(self.codec.name)
+        for d in self.directions:
+            call.ground_truth.add_fork(d.name, -1, -1, d.ssrc, wall_ns, "skipped", 0.0, i, source, source[1])
+
+    def _send(self, data: bytes, address: tuple[str, int], copies: int, due: float, row: int) -> None:
+        truth = self.call.ground_truth
+        if self.transport.is_closing():
+            truth.unsent(row)
+            return
+        now = time.monotonic()
         for _ in range(copies):
             self.transport.sendto(data, address)
-        self.call.clock.record_send(due)
+        truth.sent(row, self.call.clock.wall_ns(now))
+        self.call.clock.record_send(due, now)

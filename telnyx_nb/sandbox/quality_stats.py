@@ -2,11 +2,13 @@
 
 Per direction (inbound = stream ``inbound`` + fork ``rx``; outbound = ``outbound`` + ``tx``)
 over the call's ground truth: ``packet_count`` frames/packets sent (a duplicated one counts
-twice), ``skip_packet_count`` dropped ones, ``jitter_packet_count`` sent with extra delay,
-``jitter_max_variance`` the spread of that delay in ms, and ``mos`` from the ITU-T G.107
-E-model for G.711 (``telnyx_nb.emodel.e_model_mos``) with the loss and mean added delay. With no stream or
-fork, the counts are the call's 20 ms frames, none skipped. Telnyx sends every value as a
-string; so does the sandbox.
+twice; a frame still queued at hang-up counts as it will be sent), ``skip_packet_count`` those
+not sent (dropped by an impairment, skipped by a starved media clock, or never sent),
+``jitter_packet_count`` sent with extra delay, ``jitter_max_variance`` the spread of that
+delay in ms, and ``mos`` from the ITU-T G.107 E-model for G.711
+(``telnyx_nb.emodel.e_model_mos``) with the loss and mean added delay. With no stream or fork,
+the counts are the call's 20 ms frames, none skipped. Telnyx sends every value as a string; so
+does the sandbox.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ def call_quality_stats(truth: GroundTruth, frames_played: int) -> dict[str, dict
         if generated == 0:
             sent, dropped, delays = frames_played, 0, []
         else:
-            sent, dropped = fates["delivered"] + 2 * fates["duplicated"], fates["dropped"]
+            sent = fates["delivered"] + 2 * fates["duplicated"]
+            dropped = fates["dropped"] + fates["skipped"] + fates["unsent"]
             delays = truth.delays_ms(tracks)
         entry = {"packet_count": str(sent), "skip_packet_count": str(dropped)}
         if direction == "inbound":

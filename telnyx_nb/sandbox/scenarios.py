@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
-from typing import Literal, TypeGuard
+from typing import Any, Literal, TypeGuard
 
 import numpy as np
 
@@ -121,6 +121,34 @@ class Scenario:
     def __post_init__(self) -> None:
         object.__setattr__(self, "n_frames", max(1, math.ceil(round(self.duration_s / FRAME_S, 6))))
 
+    def to_spec(self) -> dict[str, Any]:
+        """A JSON-able description that :meth:`from_spec` turns back into an equivalent scenario
+        (how a scenario reaches the sandbox's process; speech clips travel by name)."""
+        return {
+            "name": self.name, "duration_s": self.duration_s, "title": self.title, "description": self.description,
+            "tone_hz": dict(self.tone_hz), "dtmf": [[at, digit] for at, digit in self.dtmf],
+            "utterances": [{"track": u.track, "start_s": u.start_s, "end_s": u.end_s, "text": u.text,
+                            "confidence": u.confidence, "clip": u.clip,
+                            "words": [[w.word, w.start_s, w.end_s] for w in u.words]} for u in self.utterances],
+        }
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any]) -> Scenario:
+        """The scenario :meth:`to_spec` described."""
+        utterances = tuple(
+            Utterance(_track(u["track"]), float(u["start_s"]), float(u["end_s"]), str(u["text"]),
+                      float(u["confidence"]), tuple(Word(str(w), float(a), float(b)) for w, a, b in u["words"]),
+                      u.get("clip"))
+            for u in spec.get("utterances", ())
+        )
+        duration_s = float(spec["duration_s"])
+        if not (duration_s > 0 and math.isfinite(duration_s)):
+            raise ValueError(f"seconds must be a positive finite number, got {duration_s!r}")
+        return cls(str(spec["name"]), duration_s, utterances,
+                   tuple((float(at), _check_digit(d)) for at, d in spec.get("dtmf", ())),
+                   title=str(spec.get("title", "")), description=str(spec.get("description", "")),
+                   tone_hz={_track(t): float(hz) for t, hz in spec.get("tone_hz", {}).items()})
+
     def pcm(self, rate: int) -> dict[str, np.ndarray]:
         """Both tracks as int16 samples at ``rate``, exactly ``n_frames`` frames long."""
         return self._cached(("pcm", rate), lambda: self._render(rate))
@@ -164,6 +192,12 @@ def _check_digit(digit: str) -> str:
 
 def _is_track(track: str) -> TypeGuard[Track]:
     return track in TRACKS
+
+
+def _track(track: str) -> Track:
+    if not _is_track(track):
+        raise ValueError(f"track must be 'inbound' or 'outbound', got {track!r}")
+    return track
 
 
 def _even_utterance(track: str, start_s: float, end_s: float, text: str, confidence: float) -> Utterance:

@@ -15,10 +15,11 @@ __all__ = ["serve"]
 def serve(host: str = "127.0.0.1", port: int = 0, *, out: TextIO | None = None,
           stop: threading.Event | None = None) -> None:
     """Start a sandbox, print ``export`` lines for the SDK's environment variables, and block
-    until Ctrl-C / SIGTERM (or ``stop`` is set, for embedding)."""
+    until Ctrl-C / SIGTERM (or ``stop`` is set, for embedding). The emulator runs on a thread
+    of this process (``process=False``): this process is the sandbox's."""
     out = out or sys.stdout
     stop = stop or threading.Event()
-    with Sandbox(host, port) as sb:
+    with Sandbox(host, port, process=False) as sb:
         for name, value in sb.env().items():
             print(f"export {name}={value}", file=out)
         print(f"export TELNYX_CONNECTION_ID={sb.connection_id}", file=out)

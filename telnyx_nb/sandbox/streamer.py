@@ -7,7 +7,9 @@ Order on the socket: ``connected`` (with the auth token if one was set; it also 
 ``chunk`` per track from 1; ``timestamp`` = milliseconds of media since the stream began,
 ``20·(chunk-1)``. The numbering, the frames and the error codes for bad application frames
 are ``wire.stream.StreamSender``'s; the media clock calls :meth:`emit`, and a per-stream
-writer task does the socket writes, so a slow peer never stalls the clock.
+writer task does the socket writes, so a slow peer never stalls the clock. The writer stamps
+each media frame's ground-truth row when it hands the frame to the socket (``sent_at``); frames
+still queued when the socket ends are ``unsent``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import asyncio
 import logging
 import os
 import socket
+import time
 import uuid
 from collections import deque
 from typing import TYPE_CHECKING, Any
@@ -73,9 +76,9 @@ class MediaStream:
         self.live = False
         self.closed = False
         self.sender = StreamSender(self.stream_id, call.ccid, user_id=call.user_id, auth_token=self.auth_token)
-        self._out: deque[tuple[Any, int, float | None]] = deque()
+        self._out: deque[tuple[Any, int, float | None, int]] = deque()  # (text, copies, due, ground-truth row)
         self._wake: asyncio.Future | None = None
-        self._delayed: dict[int, tuple[asyncio.TimerHandle, str, int]] = {}
+        self._delayed: dict[int, tuple[asyncio.TimerHandle, str, int, int]] = {}
         self._writer: asyncio.Task | None = None
         self._drop_handle: asyncio.TimerHandle | None = None
 
@@ -163,10 +166,12 @@ class MediaStream:
         """Cancel the drop and the delayed frames; with ``flush`` send those frames now."""
         if self._drop_handle is not None:
             self._drop_handle.cancel()
-        for handle, text, copies in self._delayed.values():
+        for handle, text, copies, row in self._delayed.values():
             handle.cancel()
             if flush:
-                self._enqueue(text, copies)
+                self._enqueue(text, copies, None, row)
+            else:
+                self.call.ground_truth.unsent(row)
         self._delayed.clear()
 
     # --- media clock side ---------------------------------------------------------------
@@ -190,36 +195,50 @@ class MediaStream:
             frame = sender.media(track, chunk, payload)  # numbered even if dropped: a real gap
             channel = call.channel("stream", track)
             fate, delay = channel.next() if channel is not None else ("delivered", 0.0)
-            call.ground_truth.add_stream(track, chunk, frame.sequence_number, frame.timestamp, wall_ns, fate, delay,
-                                         self.stream_id, i, source, len(payload))
+            row = call.ground_truth.add_stream(track, chunk, frame.sequence_number, frame.timestamp, wall_ns, fate,
+                                               delay, self.stream_id, i, source, len(payload))
             if fate == "dropped":
                 continue
             text = media.dumps(frame)
             copies = 2 if fate == "duplicated" else 1
             if delay > 0:
-                self._send_later(text, copies, deadline + delay)
+                self._send_later(text, copies, deadline + delay, row)
             else:
-                self._enqueue(text, copies, deadline)
+                self._enqueue(text, copies, deadline, row)
         for name in marks:
             self._echo_mark(name)
+
+    def skip(self, i: int, deadline: float) -> None:
+        """The media clock skipped frame ``i``'s tick: record it (its chunk is used up, no
+        sequence number is) as ``skipped``; nothing goes on the wire."""
+        if not self.live:
+            return
+        chunk = self.sender.chunk(i)
+        call = self.call
+        wall_ns = call.clock.wall_ns(deadline)
+        source = call.frame_source(self.encoding)
+        for track in self.tracks:
+            call.ground_truth.add_stream(track, chunk, -1, media.FRAME_MS * (chunk - 1), wall_ns, "skipped", 0.0,
+                                         self.stream_id, i, source, source[1])
 
     def send_dtmf(self, digit: str, occurred_at: str) -> None:
         if self.live:
             self._enqueue(media.dumps(self.sender.dtmf(digit, occurred_at)))
 
-    def _send_later(self, text: str, copies: int, due: float) -> None:
+    def _send_later(self, text: str, copies: int, due: float, row: int) -> None:
         key = id(text)
         handle = self.call.clock.call_at(due, self._fire_delayed, key, due)
-        self._delayed[key] = (handle, text, copies)
+        self._delayed[key] = (handle, text, copies, row)
 
     def _fire_delayed(self, key: int, due: float) -> None:
         entry = self._delayed.pop(key, None)
         if entry is not None:
-            self._enqueue(entry[1], entry[2], due)
+            self._enqueue(entry[1], entry[2], due, entry[3])
 
     # --- writer ---------------------------------------------------------------------
-    def _enqueue(self, text: Any, copies: int = 1, due: float | None = None) -> None:
-        self._out.append((text, copies, due))
+    def _enqueue(self, text: Any, copies: int = 1, due: float | None = None, row: int = -1) -> None:
+        """Queue ``text`` for the writer; ``row`` is the media frame's ground-truth row (-1: none)."""
+        self._out.append((text, copies, due, row))
         if self._wake is not None and not self._wake.done():
             self._wake.set_result(None)
 
@@ -227,25 +246,38 @@ class MediaStream:
         loop = asyncio.get_running_loop()
         ws = self.ws
         assert ws is not None  # the writer task is only started once the socket is open
-        record = self.call.clock.record_send
+        clock = self.call.clock
+        truth = self.call.ground_truth
+        row = -1  # the frame being written, until its row is stamped
         try:
             while True:
                 if not self._out:
                     self._wake = loop.create_future()
                     await self._wake
-                text, copies, due = self._out.popleft()
+                text, copies, due, row = self._out.popleft()
                 if text is _CLOSE:
                     await ws.close()
                     return
                 if text is _DROP:
                     self._shutdown_socket()
                     return
+                now = time.monotonic()  # aiohttp writes to the transport before any await
                 for _ in range(copies):
                     await ws.send_str(text)
+                if row >= 0:
+                    truth.sent(row, clock.wall_ns(now))
+                    row = -1
                 if due is not None:
-                    record(due)
+                    clock.record_send(due, now)
         except (aiohttp.ClientError, ConnectionError, RuntimeError) as exc:
             log.info("stream %s: socket write failed: %s", self.stream_id, exc)
+        finally:  # what never reached the socket
+            if row >= 0:
+                truth.unsent(row)
+            for item in self._out:
+                if item[3] >= 0:
+                    truth.unsent(item[3])
+            self._out.clear()
 
     # --- application frames (bidirectional) ------------------------------------------------
     def _on_app_frame(self, data: str) -> None:

@@ -266,7 +266,7 @@ class Follower:
             raise ValueError(f"recording version {manifest['version']} is newer than this telnyx_nb ({VERSION})")
         last = manifest.get("parts", 0) if complete_only else float("inf")
         new_parts = {table: [p for p in sorted((root / table).glob("part-*.parquet"))
-                             if p.name not in self._parts_read and int(p.stem.split("-")[1]) <= last]
+                             if f"{table}/{p.name}" not in self._parts_read and int(p.stem.split("-")[1]) <= last]
                      for table in (*COLUMN_TABLES, "frames")}
         streams = _read_registry(root / "streams.parquet")
         sources = _read_registry(root / "sources.parquet")
@@ -289,8 +289,8 @@ class Follower:
                 self._append_frames(segments["frames"])
             store._event_ids.update(v for v in store.events.columns["event_id"] if v is not None)
             store.duplicate_events = int(manifest.get("duplicate_events", 0))
-        for parts in new_parts.values():
-            self._parts_read.update(p.name for p in parts)
+        for table, parts in new_parts.items():
+            self._parts_read.update(f"{table}/{p.name}" for p in parts)
         return manifest
 
     def _read_payloads(self, kind: str, buffers: list[bytearray], count: int) -> None:
