@@ -116,8 +116,16 @@ def max_rate(url: str, counter, seconds: float, connections: int) -> tuple[float
     return float((nw[-1] - nw[0]) / (tw[-1] - tw[0])), report
 
 
-def paced(calls: int, seconds: float, groups: int, loop_kind: str, read_size: int) -> dict:
-    rx = tnb.Receiver(loop=loop_kind, read_size=read_size).start()
+def capture_cpu(rx: tnb.Receiver) -> float:
+    """CPU seconds of the capture: its child process, or its I/O thread in this process."""
+    if rx.process:
+        times = psutil.Process(rx.health()["capture_pid"]).cpu_times()
+        return times.user + times.system
+    return thread_cpu(rx._capture.native_id)
+
+
+def paced(calls: int, seconds: float, groups: int, loop_kind: str, read_size: int, process: bool) -> dict:
+    rx = tnb.Receiver(loop=loop_kind, read_size=read_size, process=process).start()
     try:
         with tempfile.TemporaryDirectory() as tmp:
             times_path = str(Path(tmp) / "sent.npy")
@@ -129,9 +137,9 @@ def paced(calls: int, seconds: float, groups: int, loop_kind: str, read_size: in
                 if process.poll() is not None:
                     break
                 time.sleep(0.005)
-            cpu0, t0 = thread_cpu(rx._capture.native_id), time.monotonic()
+            cpu0, t0 = capture_cpu(rx), time.monotonic()
             report = finish(process)
-            cpu1, t1 = thread_cpu(rx._capture.native_id), time.monotonic()
+            cpu1, t1 = capture_cpu(rx), time.monotonic()
             sent = np.load(times_path)
         expected = report["frames"]
         deadline = time.monotonic() + 10
@@ -175,6 +183,8 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=16, help="connections in the max-rate runs")
     parser.add_argument("--rounds", type=int, default=2, help="interleaved max-rate rounds (best of each is kept)")
     parser.add_argument("--loop", default="auto", choices=["auto", "uvloop", "asyncio"])
+    parser.add_argument("--capture", default="process", choices=["process", "thread"],
+                        help="run the receiver's capture in a child process (the default) or a thread")
     parser.add_argument("--read-size", type=int, default=defaults.READ_SIZE,
                         help="bytes per socket read on stock asyncio (262144 = asyncio's own default)")
     args = parser.parse_args()
@@ -184,17 +194,17 @@ def main() -> None:
         bare = BareServer(args.loop)
         bare_runs.append(max_rate(bare.url, lambda bare=bare: bare.count, args.blast_seconds, args.connections))
         bare.stop()
-        with tnb.Receiver(loop=args.loop, read_size=args.read_size) as rx:
+        with tnb.Receiver(loop=args.loop, read_size=args.read_size, process=args.capture == "process") as rx:
             loop_name = rx.health()["loop"]
             rx_runs.append(max_rate(rx.stream_url, lambda rx=rx: rx.health()["ws_messages"],
                                     args.blast_seconds, args.connections))
     (bare_fps, bare_gen), (rx_fps, rx_gen) = max(bare_runs, key=lambda r: r[0]), max(rx_runs, key=lambda r: r[0])
     print(f"max sustained frames/s: bare aiohttp {[round(r[0]) for r in bare_runs]}, "
           f"receiver {[round(r[0]) for r in rx_runs]}", file=sys.stderr)
-    result = paced(args.calls, args.seconds, args.groups, args.loop, args.read_size)
+    result = paced(args.calls, args.seconds, args.groups, args.loop, args.read_size, args.capture == "process")
     print(f"{args.calls} calls real time: {result}", file=sys.stderr)
     print(orjson.dumps({
-        "benchmark": "receiver", "loop": loop_name, "cpus": psutil.cpu_count(),
+        "benchmark": "receiver", "loop": loop_name, "capture": args.capture, "cpus": psutil.cpu_count(),
         "bare_max_fps": round(bare_fps), "receiver_max_fps": round(rx_fps), "ratio": round(rx_fps / bare_fps, 3),
         "blast_loadgen_cpu_pct": [round(100 * g["cpu_s"] / g["wall_s"], 1) for g in (bare_gen, rx_gen)],
         **result,

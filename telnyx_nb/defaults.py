@@ -17,7 +17,7 @@ __all__ = [
 ]
 
 #: Where a Receiver captures by default: a child process (True) or a thread of the kernel.
-RECEIVER_PROCESS = False
+RECEIVER_PROCESS = True
 #: Interface the receiver listens on: loopback unless told otherwise.
 HOST = "127.0.0.1"
 #: Largest WebSocket text message stored, in characters; longer ones go to ``stream_errors``.

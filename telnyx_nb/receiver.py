@@ -16,6 +16,7 @@ import contextlib
 import numbers
 import tempfile
 import warnings
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from os import PathLike
@@ -145,6 +146,7 @@ class Receiver(StoreSession):
         }
         self._capture: Capture | None = None
         self._child: CaptureProcess | None = None
+        self._finalizer: weakref.finalize[Any, Any] | None = None
         self._warned_dead = False
         self._warned_unverified = False
         self._warned_recording = False
@@ -209,7 +211,10 @@ class Receiver(StoreSession):
         }
         if isinstance(config["public_key"], bytes):
             config["public_key"] = config["public_key"].decode("ascii")
-        self._child = CaptureProcess(config, self._on_child_event, self.start_timeout_s)
+        self._child = CaptureProcess(config, _weak_handler(self), self.start_timeout_s)
+        # A Receiver dropped without stop() (a re-run cell) still ends its child, before its
+        # temporary recording directory is removed (finalizers run newest first).
+        self._finalizer = weakref.finalize(self, self._child.stop)
         self.port, self.fork_ports = self._child.ready["port"], tuple(self._child.ready["fork_ports"])
         self._warned_dead = False
         if self._bus.types:
@@ -231,6 +236,8 @@ class Receiver(StoreSession):
         and ``health()["unjoined_threads"]``) rather than forgotten.
         """
         if self._child is not None:
+            if self._finalizer is not None:
+                self._finalizer.detach()
             self._child.stop()
             self._refresh()
         elif self._capture is not None and self._capture.running:
@@ -379,6 +386,7 @@ class Receiver(StoreSession):
             "rejected_webhooks": counters["webhooks_rejected"],
             **c,
             "capture": capture,
+            "capture_pid": self._child.pid if self._child is not None else None,
             "unjoined_threads": list(self._unjoined),
         }
 
@@ -455,6 +463,18 @@ class Receiver(StoreSession):
         if self._capture is None or not self._capture.running:
             raise StreamNotOpenError(f"no open media stream {stream_id!r}")
         return self._capture.clear(stream_id)
+
+
+def _weak_handler(rx: Receiver) -> Callable[[dict[str, Any]], None]:
+    """Live events for ``rx`` without keeping it alive (the reader thread outlives nothing)."""
+    ref = weakref.ref(rx)
+
+    def handle(event: dict[str, Any]) -> None:
+        receiver = ref()
+        if receiver is not None:
+            receiver._on_child_event(event)
+
+    return handle
 
 
 def recording_clocks(path: Path | None) -> dict[str, str]:

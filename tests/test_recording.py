@@ -84,14 +84,15 @@ def test_a_new_receiver_resumes_the_recording(tmp_path):
 CHILD = textwrap.dedent("""
     import sys, time
     import telnyx_nb as tnb
-    rx = tnb.Receiver(record_to=sys.argv[1], flush_interval_s=0.05).start()
+    rx = tnb.Receiver(record_to=sys.argv[1], flush_interval_s=0.05, process=False).start()  # it writes itself
     print(rx.stream_url, flush=True)
     time.sleep(600)
 """)
 
 
 def test_sigkill_keeps_every_flushed_row(tmp_path):
-    """The process that owns a recording receiver is killed mid-call: all it flushed loads."""
+    """The process that writes a recording is killed mid-call: all it flushed loads. (Here an
+    in-thread capture; test_capture.py kills a capture process and the notebook that owns one.)"""
     path = tmp_path / "rec"
     child = subprocess.Popen([sys.executable, "-c", CHILD, str(path)], stdout=subprocess.PIPE, text=True)
     try:

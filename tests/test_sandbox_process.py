@@ -70,7 +70,7 @@ class Ticker:
 
 def stream_call_with_cell(sb: Sandbox, rx: tnb.Receiver, to: str, cell) -> tuple[str, int]:
     """A clean two-track streamed call; the cell runs in the middle of it. (ccid, ticker steps during the cell)"""
-    sb.route(to, Scenario.tone(seconds=CELL_S + 3.5, outbound_frequency=660.0))
+    sb.route(to, Scenario.tone(seconds=CELL_S + 5.0, outbound_frequency=660.0))  # media left after the cell
     client = sb.client()
     ccid = client.calls.dial(connection_id=sb.connection_id, to=to, from_="+15550199",
                              webhook_url=rx.webhook_url).data.call_control_id
@@ -215,6 +215,9 @@ def test_stop_ends_the_child_gracefully_with_its_calls(peer):
     ccid = sb.client().calls.dial(connection_id=sb.connection_id, to="+15550402", from_="+15550199",
                                   webhook_url=peer.webhook_url, stream_url=peer.stream_url).data.call_control_id
     peer.wait_event(ccid, "streaming.started")
+    with pytest.raises(KeyError):
+        sb.hangup("v3:not-a-call")
+    assert "Traceback" not in sb.stderr_tail()  # an expected error is not logged as a crash
     sb.stop()
     assert _gone(child)
     peer.wait_event(ccid, "call.hangup")  # live calls were hung up before the child exited

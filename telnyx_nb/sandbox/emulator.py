@@ -204,6 +204,11 @@ class Sandbox:
         """The sandbox's process id (``process=True``), else None."""
         return self._child.pid if self._child is not None else None
 
+    def stderr_tail(self, n_bytes: int = 4000) -> str:
+        """The last ``n_bytes`` the sandbox's process wrote to stderr (its warnings, e.g. webhooks
+        given up); ``""`` with ``process=False``, whose warnings go to this process's logging."""
+        return self._child.stderr_tail(n_bytes) if self._child is not None else ""
+
     @property
     def loop_name(self) -> str | None:
         """The emulator's event loop: ``"uvloop"`` or ``"asyncio"`` (None before start)."""

@@ -89,13 +89,15 @@ class Snapshot(TypedDict, total=False):
 class GroundTruth:
     """Append-only columns for one call (fates and send times are filled in as frames go out)."""
 
-    __slots__ = ("_path", "_track", "_fate", "_due_at", "_sent_at", "_delay_ms", "_n_bytes", "_ints", "_stream_id",
-                 "_source", "_values", "_value_index")
+    __slots__ = ("_path", "_track", "_fate", "_due_at", "_sent_at", "_delay_ms", "_n_bytes", "_chunk", "_seq",
+                 "_ssrc", "_rtp_timestamp", "_timestamp", "_sequence_number", "_frame", "_stream_id", "_source",
+                 "_values", "_value_index")
 
     def __init__(self) -> None:
         self._path, self._track, self._fate = array("b"), array("b"), array("b")
         self._due_at, self._sent_at, self._delay_ms, self._n_bytes = array("q"), array("q"), array("d"), array("i")
-        self._ints = {name: array("q") for name in _INT_COLUMNS}
+        self._chunk, self._seq, self._ssrc, self._rtp_timestamp = array("q"), array("q"), array("q"), array("q")
+        self._timestamp, self._sequence_number, self._frame = array("q"), array("q"), array("q")
         self._stream_id, self._source = array("i"), array("i")  # indexes into _values
         self._values: list[Any] = [None]  # distinct stream ids (str | None) and payload sources (Source)
         self._value_index: dict[int, int] = {id(None): 0}
@@ -111,34 +113,54 @@ class GroundTruth:
             self._values.append(value)
         return index
 
-    def _add(self, path: int, track: str, due_at_ns: int, fate: str, delay_s: float, n_bytes: int,
-             stream_id: str | None, source: Source, ints: tuple[int, ...]) -> int:
-        self._path.append(path)
+    # add_stream/add_fork run for every frame on the media clock: plain appends, no loops.
+    def add_stream(self, track: str, chunk: int, sequence_number: int, timestamp: int, due_at_ns: int, fate: str,
+                   delay_s: float, stream_id: str, frame: int, source: Source, n_bytes: int) -> int:
+        """A row for a stream frame; returns its index. ``fate`` is the impairment's decision
+        (``delivered``, ``duplicated``, ``dropped``) or ``skipped``; a frame to be sent stays
+        ``pending`` until :meth:`sent` (``sequence_number`` -1 = none)."""
+        values = self._value_index
+        sid = values.get(id(stream_id))
+        src = values.get(id(source))
+        self._path.append(0)
         self._track.append(_TRACK_CODE[track])
         self._fate.append(_INTENT[fate])
         self._due_at.append(due_at_ns)
         self._sent_at.append(_NA)
         self._delay_ms.append(delay_s * 1e3)
         self._n_bytes.append(n_bytes)
-        self._stream_id.append(self._intern(stream_id))
-        self._source.append(self._intern(source))
-        for column, value in zip(self._ints.values(), ints, strict=True):
-            column.append(value)
+        self._chunk.append(chunk)
+        self._seq.append(_NA)
+        self._ssrc.append(_NA)
+        self._rtp_timestamp.append(_NA)
+        self._timestamp.append(timestamp)
+        self._sequence_number.append(sequence_number)
+        self._frame.append(frame)
+        self._stream_id.append(self._intern(stream_id) if sid is None else sid)
+        self._source.append(self._intern(source) if src is None else src)
         return len(self._fate) - 1
-
-    def add_stream(self, track: str, chunk: int, sequence_number: int, timestamp: int, due_at_ns: int, fate: str,
-                   delay_s: float, stream_id: str, frame: int, source: Source, n_bytes: int) -> int:
-        """A row for a stream frame; returns its index. ``fate`` is the impairment's decision
-        (``delivered``, ``duplicated``, ``dropped``) or ``skipped``; a frame to be sent stays
-        ``pending`` until :meth:`sent` (``sequence_number`` -1 = none)."""
-        return self._add(0, track, due_at_ns, fate, delay_s, n_bytes, stream_id, source,
-                         (chunk, _NA, _NA, _NA, timestamp, sequence_number, frame))
 
     def add_fork(self, track: str, seq: int, rtp_timestamp: int, ssrc: int, due_at_ns: int, fate: str,
                  delay_s: float, frame: int, source: Source, n_bytes: int) -> int:
         """A row for an RTP packet (``seq``/``rtp_timestamp`` -1 = none); see :meth:`add_stream`."""
-        return self._add(1, track, due_at_ns, fate, delay_s, n_bytes, None, source,
-                         (_NA, seq, ssrc, rtp_timestamp, _NA, _NA, frame))
+        src = self._value_index.get(id(source))
+        self._path.append(1)
+        self._track.append(_TRACK_CODE[track])
+        self._fate.append(_INTENT[fate])
+        self._due_at.append(due_at_ns)
+        self._sent_at.append(_NA)
+        self._delay_ms.append(delay_s * 1e3)
+        self._n_bytes.append(n_bytes)
+        self._chunk.append(_NA)
+        self._seq.append(seq)
+        self._ssrc.append(ssrc)
+        self._rtp_timestamp.append(rtp_timestamp)
+        self._timestamp.append(_NA)
+        self._sequence_number.append(_NA)
+        self._frame.append(frame)
+        self._stream_id.append(0)
+        self._source.append(self._intern(source) if src is None else src)
+        return len(self._fate) - 1
 
     def sent(self, row: int, sent_at_ns: int) -> None:
         """Row ``row`` was handed to its socket at ``sent_at_ns``: pending → delivered/duplicated."""
@@ -161,9 +183,10 @@ class GroundTruth:
         snap = Snapshot(path=array("b", self._path), track=array("b", self._track), fate=array("b", self._fate),
                         due_at=array("q", self._due_at), sent_at=array("q", self._sent_at),
                         delay_ms=array("d", self._delay_ms), n_bytes=array("i", self._n_bytes),
+                        chunk=array("q", self._chunk), seq=array("q", self._seq), ssrc=array("q", self._ssrc),
+                        rtp_timestamp=array("q", self._rtp_timestamp), timestamp=array("q", self._timestamp),
+                        sequence_number=array("q", self._sequence_number), frame=array("q", self._frame),
                         stream_id=array("i", self._stream_id), source=array("i", self._source))
-        for name, column in self._ints.items():
-            snap[name] = array(column.typecode, column)  # type: ignore[literal-required]
         values = list(self._values)
         snap["stream_ids"] = [v if v is None or isinstance(v, str) else None for v in values]
         snap["sources"] = [v if isinstance(v, (tuple, bytes)) else None for v in values]

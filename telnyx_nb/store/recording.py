@@ -342,5 +342,7 @@ class Follower:
 def _read_registry(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
-    rows: list[dict[str, Any]] = pq.read_table(path).to_pylist()
+    # One read of the whole file: a registry is replaced while its recording runs, and a reader
+    # that opened it twice (footer, then data) could mix two versions.
+    rows: list[dict[str, Any]] = pq.read_table(pa.BufferReader(path.read_bytes())).to_pylist()
     return rows
