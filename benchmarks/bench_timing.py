@@ -1,7 +1,7 @@
 """Timing the notebook cannot distort: stream and fork jitter/gaps while the notebook works.
 
-One clean sandbox call at a time (the sandbox in its own process, like real Telnyx), streaming
-both tracks over a WebSocket and forking its RTP, measured by a Receiver whose capture runs
+Two clean sandbox calls at a time (the sandbox in its own process, like real Telnyx), one
+streaming both tracks over a WebSocket, one forking its RTP, measured by a Receiver whose capture runs
 in a child process (``--capture process``, the default) or on a thread of this process
 (``--capture thread``, the old model), while this process's main thread:
 
@@ -53,30 +53,37 @@ def work(load: str, rx: tnb.Receiver, seconds: float, c_size: int) -> None:
             rx.frames, rx.rtp, rx.quality()
 
 
-def one_call(sb: tnb.Sandbox, rx: tnb.Receiver, load: str, seconds: float, c_size: int) -> dict[str, dict]:
+def two_calls(sb: tnb.Sandbox, rx: tnb.Receiver, load: str, seconds: float, c_size: int) -> dict[str, dict]:
+    """A streamed call and a forked call (Telnyx allows one of the two per call), under ``load``."""
     client = sb.client()
-    ccid = client.calls.dial(connection_id=sb.connection_id, to="+15550100", from_="+15550199",
-                             webhook_url=rx.webhook_url).data.call_control_id
-    deadline = time.monotonic() + 10
-    while not (rx.events["event_type"] == "call.answered").any() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    tnb.start_streaming(client, ccid, rx)
-    tnb.start_forking(client, ccid, rx)
+    calls = {source: client.calls.dial(connection_id=sb.connection_id, to="+15550100", from_="+15550199",
+                                       webhook_url=rx.webhook_url).data.call_control_id
+             for source in ("stream", "fork")}
+
+    def seen(event_type: str, ccid: str) -> bool:
+        events = rx.events
+        return bool(((events["event_type"] == event_type) & (events["call_control_id"] == ccid)).any())
+
+    def wait(event_type: str) -> None:
+        deadline = time.monotonic() + 10
+        while not all(seen(event_type, ccid) for ccid in calls.values()) and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+    wait("call.answered")
+    tnb.start_streaming(client, calls["stream"], rx)
+    tnb.start_forking(client, calls["fork"], rx)
     time.sleep(0.5)                                  # let both media paths start before the load does
     work(load, rx, seconds, c_size)
-    client.calls.actions.hangup(ccid)
-    deadline = time.monotonic() + 10
-    while not (rx.events.query("event_type == 'call.hangup' and call_control_id == @ccid").shape[0]) \
-            and time.monotonic() < deadline:
-        time.sleep(0.05)
+    for ccid in calls.values():
+        client.calls.actions.hangup(ccid)
+    wait("call.hangup")
     quality = rx.quality()
-    quality = quality[quality["call_control_id"] == ccid]
     result = {}
-    for source in ("stream", "fork"):
-        rows = quality[quality["source"] == source]
+    for source, ccid in calls.items():
+        rows = quality[(quality["call_control_id"] == ccid) & (quality["source"] == source)]
         result[source] = {"jitter_ms": round(float(rows["jitter_ms"].max()), 3),
                           "max_gap_ms": round(float(rows["max_gap_ms"].max()), 1),
-                          "lost": int(rows["lost"].sum())}
+                          "lost": int(rows["lost"].sum()), "packets": int(rows["packets"].sum())}
     return result
 
 
@@ -90,7 +97,7 @@ def main() -> None:
     with tnb.Sandbox(scenario=Scenario.silence(args.seconds + 30), ring_s=0.05) as sb, \
             tnb.Receiver(public_key=sb.public_key, process=args.capture == "process") as rx:
         for load in LOADS:
-            results[load] = one_call(sb, rx, load, args.seconds, c_size)
+            results[load] = two_calls(sb, rx, load, args.seconds, c_size)
             print(load, results[load], file=sys.stderr)
     idle = results["idle"]
     verdict = {
