@@ -15,10 +15,11 @@ from pathlib import Path
 
 import pytest
 from test_receiver import media_frame, start_frame, wait_until, ws_send
-from waiting import timeout
 
 import telnyx_nb as tnb
 from telnyx_nb.capture import CaptureError
+
+from waiting import timeout
 
 
 def alive(pid: int) -> bool:
