@@ -52,11 +52,16 @@ class CaptureError(TelnyxNbError, RuntimeError):
 
 
 class Capture:
-    """Sockets, store and recording on an I/O thread; every method is thread-safe."""
+    """Sockets, store and recording on an I/O thread; every method is thread-safe.
+
+    ``forget_flushed``: the store drops what the recording has written (the capture process,
+    whose tables nobody reads directly), so its memory stays flat over a long run.
+    """
 
     def __init__(self, store: Store, sink: EventSink, limits: Limits, *, loop: str, public_key: str | bytes | None,
                  stream_auth_token: str | None, l16_byteorder: codecs.ByteOrder,
-                 record_to: str | os.PathLike[str] | None, flush_interval_s: float) -> None:
+                 record_to: str | os.PathLike[str] | None, flush_interval_s: float,
+                 forget_flushed: bool = False) -> None:
         self.store = store
         self._l16_byteorder = l16_byteorder
         self._io = LoopThread("telnyx_nb-capture", loop)
@@ -64,7 +69,8 @@ class Capture:
                              verify_key=webhooks.load_public_key(public_key) if public_key is not None else None,
                              stream_auth_token=stream_auth_token)
         self.recorder = None if record_to is None else recording.Recorder(
-            store, record_to, l16_byteorder=l16_byteorder, clocks=self.clocks, flush_interval_s=flush_interval_s)
+            store, record_to, l16_byteorder=l16_byteorder, clocks=self.clocks, flush_interval_s=flush_interval_s,
+            forget_flushed=forget_flushed)
         self.unjoined: list[str] = []
 
     @property
@@ -262,7 +268,8 @@ def main() -> int:
         recording.read(record_to, into=store)         # resume the recording, whatever it holds
     address = (config.pop("host"), config.pop("port"), tuple(config.pop("fork_ports")))
     timeout = config.pop("stop_timeout_s")
-    capture = Capture(store, forwarder, Limits(**config.pop("limits")), **config)
+    # Nothing reads this store but through the recording: it keeps only what is not flushed yet.
+    capture = Capture(store, forwarder, Limits(**config.pop("limits")), forget_flushed=True, **config)
     try:
         port, fork_ports = capture.start(*address, timeout)
     except Exception as exc:  # reported to the parent, which raises it

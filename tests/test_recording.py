@@ -192,3 +192,33 @@ def test_save_refuses_to_overwrite_unless_told(tmp_path):
         with pytest.raises(FileExistsError, match="not a telnyx_nb"):
             rx.save(tmp_path / "other", overwrite=True)
     assert (tmp_path / "other" / "notes.txt").read_text() == "mine"
+
+
+def test_a_store_that_forgets_what_it_flushed_stays_small_and_its_recording_whole(tmp_path):
+    """The capture process's store: flushed rows and payload bytes leave memory, offsets stay right."""
+    from telnyx_nb.store import Store
+    from telnyx_nb.store.recording import Recorder
+    from telnyx_nb.wire import media as wire_media
+    from telnyx_nb.wire import rtp as wire_rtp
+
+    store = Store()
+    recorder = Recorder(store, tmp_path / "rec", l16_byteorder="big", clocks=dict, forget_flushed=True)
+    info = store.start_stream(wire_media.Start("s", 1, "v3:c", wire_media.MediaFormat("PCMU", 8000)), 1, 0, False)
+    store.claim_fork("v3:c")
+    sizes = []
+    for second in range(3):
+        for chunk in range(1 + 10 * second, 11 + 10 * second):
+            store.add_frame(info, "inbound", chunk + 1, chunk, 20 * (chunk - 1), bytes([chunk]) * 160, chunk)
+            packet = wire_rtp.RtpPacket(0, chunk, 160 * chunk, 0x55, bytes([100 + chunk]) * 160)
+            store.add_packet("rx", wire_rtp.parse_fork_packet(wire_rtp.build_rtp(packet)), chunk)
+        assert recorder.flush()
+        sizes.append(store.nbytes())
+        assert len(store.table("frames")) == 0 and len(store.payload("frames", 0)) == 0   # all of it on disk
+    assert sizes[0] == sizes[-1]                                     # flat: nothing accumulates
+    loaded = tnb.load(tmp_path / "rec")
+    assert loaded.frames["chunk"].tolist() == list(range(1, 31)) and len(loaded.rtp) == 30
+    every_chunk = range(1, 31)                                       # each payload distinct: offsets must be exact
+    np.testing.assert_array_equal(loaded.audio("s").samples,
+                                  codecs.ulaw_decode(b"".join(bytes([c]) * 160 for c in every_chunk)))
+    np.testing.assert_array_equal(loaded.audio("v3:c", "rx", source="fork").samples,
+                                  codecs.ulaw_decode(b"".join(bytes([100 + c]) * 160 for c in every_chunk)))

@@ -72,16 +72,20 @@ class Recorder:
     ``close()`` flushes a last time and marks the recording finished. A write that fails (a
     full disk, a removed directory) stops the recording: ``error`` says why, a RuntimeWarning
     is issued once, and what was written before stays readable. Never raises from the thread.
-    ``clocks()`` returns the table -> clock names written to the manifest.
+    ``clocks()`` returns the table -> clock names written to the manifest. ``forget_flushed``:
+    after each flush the store drops what was written (``Store.forget``), for a store nobody
+    reads but through the recording (the capture process): its memory then stays flat.
     """
 
     def __init__(self, store: Store, path: str | PathLike[str], *, l16_byteorder: str,
-                 clocks: Callable[[], Mapping[str, str]], flush_interval_s: float = 1.0) -> None:
+                 clocks: Callable[[], Mapping[str, str]], flush_interval_s: float = 1.0,
+                 forget_flushed: bool = False) -> None:
         if not flush_interval_s > 0:
             raise ValueError(f"flush_interval_s must be > 0, got {flush_interval_s!r}")
         self.store = store
         self.path = Path(path)
         self.flush_interval_s = flush_interval_s
+        self.forget_flushed = forget_flushed
         self._l16_byteorder = l16_byteorder
         self._clocks = clocks
         self._rows = dict.fromkeys((*COLUMN_TABLES, "frames"), 0)
@@ -147,14 +151,15 @@ class Recorder:
     def _flush(self, finished: bool) -> None:
         store = self.store
         rows = self._rows
+        gone = store.forgotten
         with store.lock:
-            tails = {table: getattr(store, table).tail(rows[table]) for table in COLUMN_TABLES}
-            counts = {table: len(getattr(store, table)) for table in COLUMN_TABLES}
-            frames = bytes(store.frames[rows["frames"] * FRAME_ROW.size:])
-            counts["frames"] = len(store.frames) // FRAME_ROW.size
-            payloads = [(f"frames-{k}", bytes(b[self._payload_bytes.get(f"frames-{k}", 0):]))
+            tails = {table: getattr(store, table).tail(rows[table] - gone[table]) for table in COLUMN_TABLES}
+            counts = {table: len(getattr(store, table)) + gone[table] for table in COLUMN_TABLES}
+            frames = bytes(store.frames[(rows["frames"] - gone["frames"]) * FRAME_ROW.size:])
+            counts["frames"] = len(store.frames) // FRAME_ROW.size + gone["frames"]
+            payloads = [(f"frames-{k}", bytes(b[self._payload_bytes.get(f"frames-{k}", 0) - store._frame_base[k]:]))
                         for k, b in enumerate(store._frame_payloads)]
-            payloads += [(f"rtp-{k}", bytes(b[self._payload_bytes.get(f"rtp-{k}", 0):]))
+            payloads += [(f"rtp-{k}", bytes(b[self._payload_bytes.get(f"rtp-{k}", 0) - store._rtp_base[k]:]))
                          for k, b in enumerate(store._rtp_payloads)]
             streams = [dict(vars(s)) for s in store.streams]
             sources = [dict(vars(s)) for s in store.sources]
@@ -184,6 +189,8 @@ class Recorder:
             "payload_bytes": dict(self._payload_bytes),
         }
         _replace(self.path / "manifest.json", orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
+        if self.forget_flushed:
+            store.forget(counts, self._payload_bytes)
 
 
 def _now() -> str:
@@ -294,8 +301,10 @@ class Follower:
         return manifest
 
     def _read_payloads(self, kind: str, buffers: list[bytearray], count: int) -> None:
+        bases = self.store._frame_base if kind == "frames" else self.store._rtp_base
         while len(buffers) < count:
             buffers.append(bytearray())
+            bases.append(0)
         for key, buffer in enumerate(buffers):
             name = f"{kind}-{key}"
             file = self.path / "payloads" / f"{name}.bin"

@@ -62,6 +62,11 @@ def _text_or_none(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
+#: Tables whose flushed rows ``Store.forget`` may drop (the registries are kept).
+_FORGETTABLE = ("events", "transcripts", "frames", "rtp", "dtmf", "marks", "stream_errors", "webhook_errors",
+                "rtp_errors")
+
+
 def _number(value: Any) -> float:
     """A JSON number as a float (NaN for anything else, or for an int too large for a float)."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -112,6 +117,12 @@ class Store:
         self.streams: list[StreamInfo] = []
         self._stream_index: dict[str, int] = {}
         self._frame_payloads: list[bytearray] = []      # index 2 * stream + track
+        #: Bytes already forgotten from the front of each payload buffer (``forget``): a row's
+        #: offset is ``base + position in the buffer``, so offsets stay those of the recording.
+        self._frame_base: list[int] = []
+        self._rtp_base: list[int] = []
+        #: Rows already forgotten from the front of each table (``forget``).
+        self.forgotten: dict[str, int] = dict.fromkeys(_FORGETTABLE, 0)
         self.sources: list[RtpSource] = []
         self._source_index: dict[tuple[str, int], int] = {}
         self._rtp_payloads: list[bytearray] = []
@@ -129,6 +140,7 @@ class Store:
             info = StreamInfo(len(self.streams), stream_id)
             self.streams.append(info)
             self._frame_payloads += (bytearray(), bytearray())
+            self._frame_base += (0, 0)
             self._stream_index[stream_id] = info.index
         return info
 
@@ -165,8 +177,10 @@ class Store:
         """
         code = TRACK_CODE[track]
         index = info.index
-        buffer = self._frame_payloads[2 * index + code]
-        row = FRAME_ROW.pack(received_ns, index, code, sequence_number, chunk, timestamp, len(payload), len(buffer))
+        key = 2 * index + code
+        buffer = self._frame_payloads[key]
+        row = FRAME_ROW.pack(received_ns, index, code, sequence_number, chunk, timestamp, len(payload),
+                             self._frame_base[key] + len(buffer))
         lock = self.lock
         lock.acquire()          # not ``with``: half the cost on this path
         try:
@@ -188,7 +202,7 @@ class Store:
                 index = self._new_source(target, rtp.ssrc, leg is None, received_ns)
             buffer = self._rtp_payloads[index]
             self.rtp.append(received_ns, index, rtp.sequence_number, rtp.timestamp, rtp.payload_type,
-                            rtp.marker, len(rtp.payload), len(buffer), leg)
+                            rtp.marker, len(rtp.payload), self._rtp_base[index] + len(buffer), leg)
             buffer += rtp.payload
 
     def _new_source(self, target: str, ssrc: int, claimable: bool, received_ns: int) -> int:
@@ -197,6 +211,7 @@ class Store:
         self.sources.append(RtpSource(index, target, ssrc, ccid, received_ns, claimable))
         self._source_index[(target, ssrc)] = index
         self._rtp_payloads.append(bytearray())
+        self._rtp_base.append(0)
         return index
 
     def claim_fork(self, call_control_id: str) -> None:
@@ -258,6 +273,32 @@ class Store:
     def add_rtp_error(self, target: str, reason: Reason | str, detail: str, raw: bytes, received_ns: int) -> None:
         with self.lock:
             self.rtp_errors.append(received_ns, target, str(reason), detail, len(raw), raw[:EXCERPT_CHARS // 2].hex())
+
+    def forget(self, rows: Mapping[str, int], payload_bytes: Mapping[str, int]) -> None:
+        """Drop what a recording already holds: the first ``rows[table]`` rows of each table and
+        the first ``payload_bytes["frames-K"|"rtp-K"]`` bytes of each payload buffer.
+
+        For a store whose reads go to its recording (the capture process), so that its memory
+        stays flat however long it runs; its own tables then hold only what is not flushed yet.
+        """
+        with self.lock:
+            for table in _FORGETTABLE:
+                n = rows.get(table, 0) - self.forgotten[table]
+                if n <= 0:
+                    continue
+                if table == "frames":
+                    del self.frames[: n * FRAME_ROW.size]
+                else:
+                    for column in getattr(self, table).columns.values():
+                        del column[:n]
+                self.forgotten[table] += n
+            for kind, buffers, bases in (("frames", self._frame_payloads, self._frame_base),
+                                         ("rtp", self._rtp_payloads, self._rtp_base)):
+                for key, buffer in enumerate(buffers):
+                    n = payload_bytes.get(f"{kind}-{key}", 0) - bases[key]
+                    if n > 0:
+                        del buffer[:n]
+                        bases[key] += n
 
     # -- reads (any thread) ---------------------------------------------------------------
 
