@@ -265,7 +265,7 @@ def main() -> int:
                   fork_claim_window_s=config.pop("fork_claim_window_s"))
     record_to = config["record_to"]
     if recording.is_recording(record_to):
-        recording.read(record_to, into=store)         # resume the recording, whatever it holds
+        recording.read(record_to, into=store, payloads_in_memory=True)   # resume the recording
     address = (config.pop("host"), config.pop("port"), tuple(config.pop("fork_ports")))
     timeout = config.pop("stop_timeout_s")
     # Nothing reads this store but through the recording: it keeps only what is not flushed yet.

@@ -127,7 +127,7 @@ class Receiver(StoreSession):
         self.process = process = defaults.RECEIVER_PROCESS if process is None else process
         store = Store(payload_types=payload_types, fork_claim_window_s=fork_claim_window_s)
         if record_to is not None and recording.is_recording(record_to) and not process:
-            recording.read(record_to, into=store)        # resume: earlier rows stay in the tables
+            recording.read(record_to, into=store, payloads_in_memory=True)   # resume: the earlier rows stay
         super().__init__(store, l16_byteorder=l16_byteorder)
         self.host, self.port = host, port
         self.public_url = public_url.rstrip("/") if public_url else None

@@ -157,10 +157,9 @@ class Recorder:
             counts = {table: len(getattr(store, table)) + gone[table] for table in COLUMN_TABLES}
             frames = bytes(store.frames[(rows["frames"] - gone["frames"]) * FRAME_ROW.size:])
             counts["frames"] = len(store.frames) // FRAME_ROW.size + gone["frames"]
-            payloads = [(f"frames-{k}", bytes(b[self._payload_bytes.get(f"frames-{k}", 0) - store._frame_base[k]:]))
-                        for k, b in enumerate(store._frame_payloads)]
-            payloads += [(f"rtp-{k}", bytes(b[self._payload_bytes.get(f"rtp-{k}", 0) - store._rtp_base[k]:]))
-                         for k, b in enumerate(store._rtp_payloads)]
+            payloads = [(f"{kind}-{k}", store.payload_tail(kind, k, self._payload_bytes.get(f"{kind}-{k}", 0)))
+                        for kind, count in (("frames", len(store._frame_payloads)), ("rtp", len(store._rtp_payloads)))
+                        for k in range(count)]
             streams = [dict(vars(s)) for s in store.streams]
             sources = [dict(vars(s)) for s in store.sources]
             duplicates = store.duplicate_events
@@ -232,17 +231,20 @@ def _registry(rows: list[dict[str, Any]], fields: tuple[str, ...]) -> pa.Table:
 
 # -- reading back --------------------------------------------------------------------------------
 
-def read(path: str | PathLike[str], *, into: Store | None = None) -> tuple[Store, dict[str, Any]]:
+def read(path: str | PathLike[str], *, into: Store | None = None, payloads_in_memory: bool = False
+         ) -> tuple[Store, dict[str, Any]]:
     """A Store holding everything a recording has on disk, and its manifest.
 
     Every complete segment is read (a crashed recording may hold more rows than its
     manifest's flush markers); ``*.tmp`` files left by a write cut short are skipped and
     counted in ``manifest["torn_files"]``; rows whose payload bytes or registry entries are
     missing are dropped and counted in ``manifest["torn_rows"]``. ``into``: an empty Store to
-    fill (it keeps its own settings, e.g. the fork-claim window), else a new one. Raises
-    ValueError when ``path`` is not a recording or is from a newer version.
+    fill (it keeps its own settings, e.g. the fork-claim window), else a new one.
+    ``payloads_in_memory``: load the payload bytes (a store that will go on recording needs
+    them); otherwise ``Store.payload`` reads them from the files when audio is asked for.
+    Raises ValueError when ``path`` is not a recording or is from a newer version.
     """
-    follower = Follower(path, into if into is not None else Store())
+    follower = Follower(path, into if into is not None else Store(), payloads_in_memory=payloads_in_memory)
     manifest = follower.refresh(complete_only=False)
     manifest["torn_files"] = len(list(Path(path).glob("**/*.tmp")))
     manifest["torn_rows"] = follower.torn_rows
@@ -254,11 +256,16 @@ class Follower:
 
     A live recording is followed flush by flush: only segments up to the manifest's last
     complete flush are read, so every row's payload and registry entry is already on disk.
+    Payload bytes stay in their files (``Store.payload`` reads them on demand) unless
+    ``payloads_in_memory``: the memory of a follower is its rows, not its audio.
     """
 
-    def __init__(self, path: str | PathLike[str], store: Store) -> None:
+    def __init__(self, path: str | PathLike[str], store: Store, *, payloads_in_memory: bool = False) -> None:
         self.path = Path(path)
         self.store = store
+        self.payloads_in_memory = payloads_in_memory
+        if not payloads_in_memory:
+            store.payload_dir = self.path / "payloads"
         self.torn_rows = 0
         self._parts_read: set[str] = set()
         self._payload_read: dict[str, int] = {}
@@ -308,18 +315,24 @@ class Follower:
         for key, buffer in enumerate(buffers):
             name = f"{kind}-{key}"
             file = self.path / "payloads" / f"{name}.bin"
-            if file.exists():
+            if not self.payloads_in_memory:
+                self._payload_read[name] = file.stat().st_size if file.exists() else 0
+            elif file.exists():
                 with open(file, "rb") as source:
                     source.seek(self._payload_read.get(name, 0))
                     data = source.read()
                 buffer += data
                 self._payload_read[name] = self._payload_read.get(name, 0) + len(data)
 
+    def _sizes(self, kind: str, count: int) -> np.ndarray:
+        """Payload bytes on hand per key, and -1 for a key the registry does not know yet."""
+        return np.array([self._payload_read.get(f"{kind}-{key}", 0) for key in range(count)] + [-1], dtype=np.int64)
+
     def _append_columns(self, table: str, segment: pa.Table) -> None:
         store = self.store
         if table == "rtp":
             source = segment["source"].to_numpy().astype(np.int64)
-            sizes = np.array([len(b) for b in store._rtp_payloads] + [-1], dtype=np.int64)
+            sizes = self._sizes("rtp", len(store._rtp_payloads))
             known = np.where(source < len(store._rtp_payloads), source, len(store._rtp_payloads))
             ok = segment["offset"].to_numpy() + segment["n_bytes"].to_numpy() <= sizes[known]
             self.torn_rows += int((~ok).sum())
@@ -340,7 +353,7 @@ class Follower:
         rows = np.empty(segment.num_rows, dtype=FRAME_DTYPE)
         for name in FRAME_DTYPE.names or ():
             rows[name] = segment[name].to_numpy()
-        sizes = np.array([len(b) for b in store._frame_payloads] + [-1], dtype=np.int64)
+        sizes = self._sizes("frames", len(store._frame_payloads))
         key = 2 * rows["stream"].astype(np.int64) + rows["track"]
         key = np.where(key < len(store._frame_payloads), key, len(store._frame_payloads))
         ok = rows["offset"] + rows["n_bytes"] <= sizes[key]

@@ -9,6 +9,7 @@ import time
 from array import array
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -121,6 +122,8 @@ class Store:
         #: offset is ``base + position in the buffer``, so offsets stay those of the recording.
         self._frame_base: list[int] = []
         self._rtp_base: list[int] = []
+        #: Where the payload bytes are when they are not held here (a store following a recording).
+        self.payload_dir: Path | None = None
         #: Rows already forgotten from the front of each table (``forget``).
         self.forgotten: dict[str, int] = dict.fromkeys(_FORGETTABLE, 0)
         self.sources: list[RtpSource] = []
@@ -309,10 +312,24 @@ class Store:
             return sum(map(sys.getsizeof, buffers))
 
     def payload(self, kind: str, key: int) -> bytes:
-        """A copy of one payload buffer: frames key = 2 * stream index + track code; rtp key = source."""
+        """A copy of one payload buffer: frames key = 2 * stream index + track code; rtp key = source.
+
+        For a store that follows a recording (``payload_dir`` set), the bytes come from its file.
+        """
+        if self.payload_dir is not None:
+            file = self.payload_dir / f"{kind}-{key}.bin"
+            return file.read_bytes() if file.exists() else b""
         buffers = self._frame_payloads if kind == "frames" else self._rtp_payloads
         with self.lock:
             return bytes(buffers[key])
+
+    def payload_tail(self, kind: str, key: int, start: int) -> bytes:
+        """One payload's bytes from offset ``start`` (in the recording's numbering) on."""
+        if self.payload_dir is not None:
+            return self.payload(kind, key)[start:]
+        buffer, base = ((self._frame_payloads, self._frame_base) if kind == "frames"
+                        else (self._rtp_payloads, self._rtp_base))
+        return bytes(buffer[key][start - base[key]:])
 
     def table(self, name: str) -> pd.DataFrame:
         """The internal view of one table (public columns plus ``_``-prefixed keys)."""
