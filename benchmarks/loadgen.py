@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import os
 import struct
 import time
@@ -86,14 +87,18 @@ async def paced(url: str, calls: int, seconds: float, groups: int, times_path: s
             worst = max(worst, loop.time() - target)
             sent[g, k] = time.time_ns()
             for c in members[g]:
-                writers[c].write(media_frames(f"bench-{c}", k + 1))
+                if not writers[c].is_closing():         # the receiver may be gone (bench_kill.py)
+                    writers[c].write(media_frames(f"bench-{c}", k + 1))
     cpu = time.process_time() - cpu0
     wall = loop.time() - t0
-    for c, writer in enumerate(writers):
-        writer.write(ws_text(media.dumps(media.Stop(f"bench-{c}", 2 * chunks + 2, f"v3:bench-{c}"))))
-        await writer.drain()
-        writer.close()
     np.save(times_path, sent)
+    for c, writer in enumerate(writers):
+        if writer.is_closing():
+            continue
+        writer.write(ws_text(media.dumps(media.Stop(f"bench-{c}", 2 * chunks + 2, f"v3:bench-{c}"))))
+        with contextlib.suppress(ConnectionError):     # the receiver may be gone (bench_kill.py)
+            await writer.drain()
+        writer.close()
     return {"frames": 2 * calls * chunks, "cpu_s": cpu, "wall_s": wall, "worst_tick_lag_ms": worst * 1e3}
 
 
