@@ -14,6 +14,7 @@ __all__ = [
     "RECEIVER_PROCESS", "HOST", "MAX_MESSAGE_SIZE", "MAX_WEBHOOK_SIZE", "HARD_LIMIT_FACTOR", "READ_SIZE", "UDP_RCVBUF",
     "BACKLOG", "FORK_CLAIM_WINDOW_S", "CALLBACK_QUEUE_SIZE", "SHUTDOWN_TIMEOUT_S", "STOP_TIMEOUT_S",
     "LAG_INTERVAL_S", "LAG_SAMPLES", "EXCERPT_CHARS", "SIGNATURE_TOLERANCE_S", "FLUSH_INTERVAL_S", "START_TIMEOUT_S",
+    "STREAM_SILENCE_S",
 ]
 
 #: Where a Receiver captures by default: a child process (True) or a thread of the kernel.
@@ -45,6 +46,9 @@ CALLBACK_QUEUE_SIZE = 10_000
 SHUTDOWN_TIMEOUT_S = 1.0
 #: A recording (``record_to``) is flushed to disk at least this often, in seconds.
 FLUSH_INTERVAL_S = 1.0
+#: A started media stream that sends nothing for this long is recorded as silent, in seconds
+#: (Telnyx sends a frame per track every 20 ms while a call is up).
+STREAM_SILENCE_S = 2.0
 #: How long ``start()`` waits for the sockets (and a capture process) to be ready, in seconds.
 START_TIMEOUT_S = 30.0
 #: How long ``stop()`` waits for the I/O thread to end, in seconds.

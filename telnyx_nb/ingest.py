@@ -55,6 +55,7 @@ class Limits:
     shutdown_timeout_s: float = defaults.SHUTDOWN_TIMEOUT_S
     lag_interval_s: float = defaults.LAG_INTERVAL_S
     lag_samples: int = defaults.LAG_SAMPLES
+    stream_silence_s: float = defaults.STREAM_SILENCE_S
     signature_tolerance_s: float = defaults.SIGNATURE_TOLERANCE_S
 
     def __post_init__(self) -> None:
@@ -62,7 +63,7 @@ class Limits:
             value = getattr(self, name)
             if not (isinstance(value, int) and value >= 1):
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
-        for name in ("shutdown_timeout_s", "lag_interval_s", "signature_tolerance_s"):
+        for name in ("shutdown_timeout_s", "lag_interval_s", "signature_tolerance_s", "stream_silence_s"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and value > 0):
                 raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
@@ -106,6 +107,9 @@ class Link:
         self.connected_ns = connected_ns
         self.info: StreamInfo | None = None
         self.outbound = Outbound(ws)
+        #: The last message's arrival (ns), and whether the silence since was already recorded.
+        self.last_ns = connected_ns
+        self.silent = False
 
 
 class Ingest:
@@ -177,13 +181,28 @@ class Ingest:
             fork.close()
 
     async def _tick(self) -> None:
-        """Measure scheduling delay: how late a ``lag_interval_s`` sleep wakes up."""
+        """Measure scheduling delay (how late a ``lag_interval_s`` sleep wakes up), and notice
+        streams that went silent."""
         loop = asyncio.get_running_loop()
         interval = self.limits.lag_interval_s
         while True:
             t0 = loop.time()
             await asyncio.sleep(interval)
             self.lags.append(loop.time() - t0 - interval)
+            self._notice_silence(time.time_ns())
+
+    def _notice_silence(self, now_ns: int) -> None:
+        """A started stream with no message for ``stream_silence_s`` gets one ``silent`` row in
+        ``stream_errors`` (and a "stream.error" event with that reason) per silence; the stream goes on, and
+        the gap shows in ``frames`` when media resumes."""
+        limit_ns = int(self.limits.stream_silence_s * 1e9)
+        for link in list(self.links.values()):
+            if not link.silent and link.info is not None and not link.protocol.ended \
+                    and now_ns - link.last_ns > limit_ns:
+                link.silent = True
+                seconds = (now_ns - link.last_ns) / 1e9
+                self._stream_error(link, Reason.SILENT, f"no message for {seconds:.1f} s "
+                                   f"(limit {self.limits.stream_silence_s} s)", "", now_ns)
 
     # -- forked RTP ---------------------------------------------------------------------------
 
@@ -256,7 +275,9 @@ class Ingest:
         text, media_frame = WSMsgType.TEXT, media.Media
         try:
             async for msg in ws:
-                ns = stamped.read_ns
+                ns = link.last_ns = stamped.read_ns
+                if link.silent:
+                    link.silent = False
                 if msg.type is text:
                     data = msg.data
                     counters["ws_messages"] += 1

@@ -60,7 +60,8 @@ class Receiver(StoreSession):
     Limits, each with its default and unit in ``telnyx_nb.defaults``: ``max_message_size``
     (characters), ``max_webhook_size`` (bytes), ``backlog`` (connections), ``read_size`` and ``udp_rcvbuf``
     (bytes), ``fork_claim_window_s`` (seconds), ``callback_queue_size`` (events),
-    ``signature_tolerance_s`` (the webhook replay window), ``shutdown_timeout_s`` and
+    ``signature_tolerance_s`` (the webhook replay window), ``stream_silence_s`` (a started
+    stream silent this long gets a ``silent`` row in ``stream_errors``), ``shutdown_timeout_s`` and
     ``stop_timeout_s`` (seconds); ValueError for a value out of range. ``loop``: "auto" (uvloop if
     importable), "uvloop" or "asyncio".
 
@@ -102,6 +103,7 @@ class Receiver(StoreSession):
         callback_queue_size: int = defaults.CALLBACK_QUEUE_SIZE,
         shutdown_timeout_s: float = defaults.SHUTDOWN_TIMEOUT_S,
         signature_tolerance_s: float = defaults.SIGNATURE_TOLERANCE_S,
+        stream_silence_s: float = defaults.STREAM_SILENCE_S,
         stop_timeout_s: float = defaults.STOP_TIMEOUT_S,
         record_to: str | PathLike[str] | None = None,
         flush_interval_s: float = defaults.FLUSH_INTERVAL_S,
@@ -121,7 +123,7 @@ class Receiver(StoreSession):
             codecs.get_codec(codec_name)      # UnsupportedCodecError (a ValueError) for a codec we cannot decode
         limits = Limits(max_message_size=max_message_size, max_webhook_size=max_webhook_size, backlog=backlog,
                         read_size=read_size, udp_rcvbuf=udp_rcvbuf, shutdown_timeout_s=shutdown_timeout_s,
-                        signature_tolerance_s=signature_tolerance_s)
+                        signature_tolerance_s=signature_tolerance_s, stream_silence_s=stream_silence_s)
         if public_key is not None:
             webhooks.load_public_key(public_key)          # a bad key fails here, not in the capture
         self.process = process = defaults.RECEIVER_PROCESS if process is None else process

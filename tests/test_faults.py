@@ -129,3 +129,22 @@ def test_oversized_webhook_bodies_and_garbage_methods(rx):
     assert asyncio.run(probe()) == (413, 405, 401)
     wait_until(lambda: len(rx.webhook_errors) == 2)
     assert rx.webhook_errors["reason"].tolist() == ["too_large", "missing_header"] and rx.events.empty
+
+
+def test_a_stream_that_goes_silent_is_recorded_and_goes_on():
+    with pytest.warns(UserWarning, match="unverified"), tnb.Receiver(stream_silence_s=0.3) as rx:
+        async def pause_mid_stream() -> None:
+            async with aiohttp.ClientSession() as session, session.ws_connect(rx.stream_url) as ws:
+                await ws.send_str(start_frame("quiet"))
+                await ws.send_str(media_frame("quiet", 2, "inbound", 1, b"\xff" * 160))
+                await asyncio.to_thread(wait_until, lambda: (rx.stream_errors["reason"] == "silent").any())
+                await ws.send_str(media_frame("quiet", 3, "inbound", 2, b"\xff" * 160))   # it speaks again
+
+        asyncio.run(pause_mid_stream())
+        wait_until(lambda: len(rx.frames) == 2)
+        errors = rx.stream_errors
+        assert errors["reason"].tolist() == ["silent"] and errors["stream_id"].tolist() == ["quiet"]
+        assert "no message for" in errors["detail"].iloc[0]
+        gap = rx.quality().loc[0, "max_gap_ms"]
+        assert gap > 300                                  # the silence shows as a gap between chunks 1 and 2
+    assert rx.streams["end_reason"].tolist() == ["closed"]

@@ -55,6 +55,8 @@ class Reason(str, Enum):
     AUTH_FAILED = "auth_failed"
     #: A frame naming another ``stream_id`` than the one this connection carries.
     STREAM_MISMATCH = "stream_mismatch"
+    #: A started stream sent nothing for longer than the receiver's ``stream_silence_s``.
+    SILENT = "silent"
     #: A message beyond the hard limit: the connection was closed (1009).
     MESSAGE_TOO_BIG = "message_too_big"
     #: The connection failed (reset, protocol error).
