@@ -23,14 +23,12 @@ import collections
 import concurrent.futures
 import functools
 import json
-import numbers
 import os
 import queue
 import subprocess
 import sys
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import asdict
 from typing import Any
 
 import numpy as np
@@ -42,6 +40,8 @@ from telnyx_nb.events import EventSink
 from telnyx_nb.ingest import Ingest, Limits
 from telnyx_nb.loopthread import LoopThread
 from telnyx_nb.store import Store, recording
+from telnyx_nb.store.schema import TABLES
+from telnyx_nb.udp import SOCKET_READ
 from telnyx_nb.wire import codecs, media, webhooks
 
 __all__ = ["Capture", "CaptureProcess", "CaptureError", "main"]
@@ -109,8 +109,7 @@ class Capture:
     def clocks(self) -> dict[str, str]:
         """What stamps each table's ``received_at`` (see ``Session.clocks``)."""
         rtp_clock = self.ingest.rtp_clock
-        return {**dict.fromkeys(("events", "transcripts", "frames", "streams", "dtmf", "marks", "stream_errors",
-                                 "webhook_errors"), "socket_read"), "rtp": rtp_clock, "rtp_errors": rtp_clock}
+        return {**dict.fromkeys(TABLES, SOCKET_READ), "rtp": rtp_clock, "rtp_errors": rtp_clock}
 
     def health(self) -> dict[str, Any]:
         """Counters, loop lag (ms, last minute), loop, sockets and recording state."""
@@ -152,12 +151,7 @@ class Capture:
 
     def send_audio(self, stream_id: str, samples: np.ndarray, rate: int, encoding: str | None
                    ) -> concurrent.futures.Future[None]:
-        """See ``Receiver.send_audio``."""
-        samples = np.asarray(samples)
-        if samples.ndim != 1:
-            raise ValueError(f"samples must be mono (1-D), got shape {samples.shape}")
-        if not (isinstance(rate, numbers.Integral) and rate > 0):
-            raise ValueError(f"rate must be a positive number of samples per second, got {rate!r}")
+        """See ``Receiver.send_audio``, which has checked ``samples`` (1-D) and ``rate`` (> 0)."""
         link = self._outbound(stream_id)
         info = link.info
         if encoding is not None:
@@ -169,7 +163,7 @@ class Capture:
         else:
             codec = codecs.get_codec(info.encoding, l16_byteorder=self._l16_byteorder)
             target = info.sample_rate or codec.sample_rate
-        payload = codec.encode(codecs.resample(codecs.to_int16(samples), int(rate), target))
+        payload = codec.encode(codecs.resample(codecs.to_int16(samples), rate, target))
         step = codec.frame_bytes(media.FRAME_MS, target)
         frames = [media.AppMedia(payload[i : i + step]) for i in range(0, len(payload), step)]
         return self._io.submit(link.outbound.send(frames, paced=True))
@@ -434,20 +428,17 @@ class CaptureProcess:
             future.set_exception(CaptureError(f"the capture process is not running{self._tail()}"))
         return future
 
-    def call(self, op: str, **args: Any) -> Any:
+    def call(self, op: str, done: concurrent.futures.Future[Any] | None = None, **args: Any) -> Any:
         """``submit`` and wait for the answer (``timeout``); errors re-raise here."""
         try:
-            return self.submit(op, **args).result(self._timeout)
+            return self.submit(op, done, **args).result(self._timeout)
         except concurrent.futures.TimeoutError:
             raise CaptureError(f"the capture process did not answer {op!r} within {self._timeout} s") from None
 
     def send(self, op: str, **args: Any) -> concurrent.futures.Future[None]:
         """A send command: raises here if the child refuses it; the Future completes when sent."""
         done: concurrent.futures.Future[None] = concurrent.futures.Future()
-        try:
-            self.submit(op, done, **args).result(self._timeout)
-        except concurrent.futures.TimeoutError:
-            raise CaptureError(f"the capture process did not answer {op!r} within {self._timeout} s") from None
+        self.call(op, done, **args)
         return done
 
     def stop(self) -> None:
@@ -468,12 +459,6 @@ class CaptureProcess:
     def kill(self) -> None:
         self._child.kill()
         self._child.wait()
-
-
-def config_for(**settings: Any) -> dict[str, Any]:
-    """The child's configuration from the Receiver's settings (limits as a dict)."""
-    limits = settings.pop("limits")
-    return {**settings, "limits": asdict(limits)}
 
 
 if __name__ == "__main__":

@@ -287,9 +287,6 @@ class Receiver(StoreSession):
         self._refresh()
         return super()._table(name)
 
-    def _payload(self, kind: str, key: int) -> bytes:
-        return super()._payload(kind, key)
-
     # -- addresses ---------------------------------------------------------------------------
 
     @property

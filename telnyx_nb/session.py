@@ -233,7 +233,7 @@ class LoadedSession(Session):
 
     @property
     def clocks(self) -> dict[str, str]:
-        return {**dict.fromkeys(TABLES, SOCKET_READ), **self.manifest.get("clocks", {})}
+        return {**super().clocks, **self.manifest.get("clocks", {})}
 
 
 def load(path: str | PathLike[str]) -> RecordingSession | LoadedSession:

@@ -113,16 +113,28 @@ class GroundTruth:
             self._values.append(value)
         return index
 
-    # add_stream/add_fork run for every frame on the media clock: plain appends, no loops.
     def add_stream(self, track: str, chunk: int, sequence_number: int, timestamp: int, due_at_ns: int, fate: str,
                    delay_s: float, stream_id: str, frame: int, source: Source, n_bytes: int) -> int:
         """A row for a stream frame; returns its index. ``fate`` is the impairment's decision
         (``delivered``, ``duplicated``, ``dropped``) or ``skipped``; a frame to be sent stays
         ``pending`` until :meth:`sent` (``sequence_number`` -1 = none)."""
+        return self._add(0, track, due_at_ns, fate, delay_s, n_bytes, chunk, _NA, _NA, _NA, timestamp,
+                         sequence_number, frame, stream_id, source)
+
+    def add_fork(self, track: str, seq: int, rtp_timestamp: int, ssrc: int, due_at_ns: int, fate: str,
+                 delay_s: float, frame: int, source: Source, n_bytes: int) -> int:
+        """A row for an RTP packet (``seq``/``rtp_timestamp`` -1 = none); see :meth:`add_stream`."""
+        return self._add(1, track, due_at_ns, fate, delay_s, n_bytes, _NA, seq, ssrc, rtp_timestamp, _NA, _NA,
+                         frame, None, source)
+
+    # Runs for every frame on the media clock: plain appends, no loops.
+    def _add(self, path: int, track: str, due_at_ns: int, fate: str, delay_s: float, n_bytes: int, chunk: int,
+             seq: int, ssrc: int, rtp_timestamp: int, timestamp: int, sequence_number: int, frame: int,
+             stream_id: str | None, source: Source) -> int:
         values = self._value_index
         sid = values.get(id(stream_id))
         src = values.get(id(source))
-        self._path.append(0)
+        self._path.append(path)
         self._track.append(_TRACK_CODE[track])
         self._fate.append(_INTENT[fate])
         self._due_at.append(due_at_ns)
@@ -130,35 +142,13 @@ class GroundTruth:
         self._delay_ms.append(delay_s * 1e3)
         self._n_bytes.append(n_bytes)
         self._chunk.append(chunk)
-        self._seq.append(_NA)
-        self._ssrc.append(_NA)
-        self._rtp_timestamp.append(_NA)
+        self._seq.append(seq)
+        self._ssrc.append(ssrc)
+        self._rtp_timestamp.append(rtp_timestamp)
         self._timestamp.append(timestamp)
         self._sequence_number.append(sequence_number)
         self._frame.append(frame)
         self._stream_id.append(self._intern(stream_id) if sid is None else sid)
-        self._source.append(self._intern(source) if src is None else src)
-        return len(self._fate) - 1
-
-    def add_fork(self, track: str, seq: int, rtp_timestamp: int, ssrc: int, due_at_ns: int, fate: str,
-                 delay_s: float, frame: int, source: Source, n_bytes: int) -> int:
-        """A row for an RTP packet (``seq``/``rtp_timestamp`` -1 = none); see :meth:`add_stream`."""
-        src = self._value_index.get(id(source))
-        self._path.append(1)
-        self._track.append(_TRACK_CODE[track])
-        self._fate.append(_INTENT[fate])
-        self._due_at.append(due_at_ns)
-        self._sent_at.append(_NA)
-        self._delay_ms.append(delay_s * 1e3)
-        self._n_bytes.append(n_bytes)
-        self._chunk.append(_NA)
-        self._seq.append(seq)
-        self._ssrc.append(ssrc)
-        self._rtp_timestamp.append(rtp_timestamp)
-        self._timestamp.append(_NA)
-        self._sequence_number.append(_NA)
-        self._frame.append(frame)
-        self._stream_id.append(0)
         self._source.append(self._intern(source) if src is None else src)
         return len(self._fate) - 1
 

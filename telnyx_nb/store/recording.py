@@ -187,7 +187,8 @@ class Recorder:
             "duplicate_events": duplicates, "rows": counts, "parts": self._parts,
             "payload_bytes": dict(self._payload_bytes),
         }
-        _replace(self.path / "manifest.json", orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
+        data = orjson.dumps(manifest, option=orjson.OPT_INDENT_2)
+        _replace(self.path / "manifest.json", lambda tmp: tmp.write_bytes(data))
         if self.forget_flushed:
             store.forget(counts, self._payload_bytes)
 
@@ -196,17 +197,16 @@ def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat()
 
 
-def _replace(path: Path, data: bytes) -> None:
+def _replace(path: Path, write: Callable[[Path], object]) -> None:
+    """``write(tmp)`` then rename ``tmp`` to ``path``: readers see the old file or the whole new one."""
+    path.parent.mkdir(exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
+    write(tmp)
     os.replace(tmp, path)
 
 
 def _write_parquet(table: pa.Table, path: Path) -> None:
-    path.parent.mkdir(exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+    _replace(path, lambda tmp: pq.write_table(table, tmp))
 
 
 def _columns_table(name: str, columns: Mapping[str, Any], codes: Mapping[str, str]) -> pa.Table:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from enum import Enum
 
-__all__ = ["TelnyxNbError", "Reason", "ProtocolError", "INT64_MIN", "INT64_MAX"]
+__all__ = ["TelnyxNbError", "TextEnum", "Reason", "ProtocolError", "INT64_MIN", "INT64_MAX"]
 
 #: Bounds of every counter the project stores (columns are int64).
 INT64_MIN = -(1 << 63)
@@ -24,11 +24,15 @@ class TelnyxNbError(Exception):
     """Base class of every exception telnyx_nb raises on purpose."""
 
 
-class Reason(str, Enum):
-    """Why an input was refused (``str``-valued: ``Reason.STALE == "stale"``).
+class TextEnum(str, Enum):
+    """A ``str``-valued Enum whose ``str()`` is its value: Python 3.10's stand-in for ``StrEnum``."""
 
-    Python 3.10 has no ``StrEnum``; ``str(reason)`` is its value, as ``StrEnum`` would give.
-    """
+    def __str__(self) -> str:
+        return str(self.value)
+
+
+class Reason(TextEnum):
+    """Why an input was refused (``str``-valued: ``Reason.STALE == "stale"``)."""
 
     # -- JSON text (media-stream frames, webhook bodies) ----------------------------------
     #: Not JSON at all.
@@ -95,9 +99,6 @@ class Reason(str, Enum):
     NOT_STREP = "not_strep"
     #: A STREP header length other than 24 bytes.
     BAD_HEADER_LENGTH = "bad_header_length"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 class ProtocolError(TelnyxNbError, ValueError):

@@ -35,9 +35,8 @@ from __future__ import annotations
 import hmac
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from enum import Enum
 
-from telnyx_nb.wire.errors import Reason
+from telnyx_nb.wire.errors import Reason, TextEnum
 from telnyx_nb.wire.media import (
     FRAME_MS,
     AppFrame,
@@ -77,7 +76,7 @@ MALFORMED_FRAME = 100003
 INVALID_MEDIA = 100004
 
 
-class EndReason(str, Enum):
+class EndReason(TextEnum):
     """Why a stream ended: the value written to ``streams.end_reason``."""
 
     #: Telnyx sent ``stop``.
@@ -94,9 +93,6 @@ class EndReason(str, Enum):
     REPLACED = "replaced"
     #: The receiver was shut down with the socket open.
     RECEIVER_STOPPED = "receiver_stopped"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 # -- events (receiver side) ------------------------------------------------------------------
