@@ -25,7 +25,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import numpy as np
-import orjson
 import pandas as pd
 
 from telnyx_nb import defaults
@@ -342,7 +341,8 @@ class Receiver(StoreSession):
         if self._child is not None and self._child.alive:
             clocks: dict[str, str] = self._child.call("clocks")
             return clocks
-        return {**super().clocks, **recording_clocks(self.recording_path)}
+        self._refresh()                                   # the capture is gone: its recording says
+        return {**super().clocks, **self._follower.manifest.get("clocks", {})}
 
     def health(self) -> dict[str, Any]:
         """Counters since start, loop lag p50/p99 (ms, last minute) and the loop in use.
@@ -475,10 +475,3 @@ def _weak_handler(rx: Receiver) -> Callable[[dict[str, Any]], None]:
 
     return handle
 
-
-def recording_clocks(path: Path | None) -> dict[str, str]:
-    """The clocks a recording's manifest names (empty when there is none yet)."""
-    if path is None or not recording.is_recording(path):
-        return {}
-    clocks: dict[str, str] = orjson.loads((path / "manifest.json").read_bytes()).get("clocks", {})
-    return clocks

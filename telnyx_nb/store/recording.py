@@ -267,6 +267,8 @@ class Follower:
         if not payloads_in_memory:
             store.payload_dir = self.path / "payloads"
         self.torn_rows = 0
+        #: The manifest as of the last refresh (empty before the first).
+        self.manifest: dict[str, Any] = {}
         self._parts_read: set[str] = set()
         self._payload_read: dict[str, int] = {}
 
@@ -305,6 +307,7 @@ class Follower:
             store.duplicate_events = int(manifest.get("duplicate_events", 0))
         for table, parts in new_parts.items():
             self._parts_read.update(f"{table}/{p.name}" for p in parts)
+        self.manifest = manifest
         return manifest
 
     def _read_payloads(self, kind: str, buffers: list[bytearray], count: int) -> None:
