@@ -193,20 +193,43 @@ def test_a_dead_child_is_reported_on_the_next_call_and_can_be_replaced():
     assert not sb.running and sb.pid is None
 
 
-def test_a_child_that_cannot_start_is_reported_with_its_stderr():
+def test_a_port_in_use_is_reported_by_start_itself():
     taken = socket.socket()
     taken.bind(("127.0.0.1", 0))
     taken.listen()
     try:
-        sb = Sandbox(port=taken.getsockname()[1])
+        port = taken.getsockname()[1]
+        sb = Sandbox(port=port)
         with pytest.raises(SandboxProcessError) as err:
             sb.start()
-        message = str(err.value)
-        assert "exited with status 1 during start-up" in message
-        assert "address already in use" in message.lower() and "Traceback" in message
-        assert not sb.running
+        assert f"cannot listen on 127.0.0.1:{port}" in str(err.value)
+        assert "address already in use" in str(err.value).lower()
+        assert not sb.running and sb.pid is None
     finally:
         taken.close()
+
+
+def test_a_child_that_cannot_start_is_reported_with_its_stderr_on_first_use(tmp_path, monkeypatch):
+    # a broken environment: an aiohttp that fails to import shadows the real one in the child
+    (tmp_path / "aiohttp").mkdir()
+    (tmp_path / "aiohttp" / "__init__.py").write_text("raise ImportError('this aiohttp is broken')\n")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    sb = Sandbox()
+    sb.start()  # returns before the child has imported anything
+    try:
+        with pytest.raises(SandboxProcessError) as err:
+            sb.client()
+        message = str(err.value)
+        assert "exited with status 1 during start-up" in message and f"pid {sb.pid}" in message
+        assert "this aiohttp is broken" in message and "Traceback" in message
+        with pytest.raises(SandboxProcessError, match="during start-up"):
+            sb.call_state("v3:any")  # the same error on every later use
+        assert not sb.running
+        monkeypatch.delenv("PYTHONPATH")
+        sb.start()  # a new child, in a sound environment
+        assert sb.loop_name in ("uvloop", "asyncio") and sb.running
+    finally:
+        sb.stop()
 
 
 def test_stop_ends_the_child_gracefully_with_its_calls(peer):

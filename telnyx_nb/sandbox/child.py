@@ -6,12 +6,13 @@ the emulator needs (aiohttp, numpy, cryptography; not pandas). The exchange with
 
 1. **stdin, first line** — the configuration as JSON: ``token`` (the control token),
    ``signing_key`` (base64 of the raw Ed25519 private key the webhooks are signed with),
-   ``api_key``, ``connection_id``, ``host``, ``port``, ``scenario`` (a library name or a
+   ``api_key``, ``connection_id``, ``rest_fd`` and ``control_fd`` (listening TCP sockets the
+   parent bound and passed down: the API's and the control endpoint's), ``scenario`` (a library name or a
    ``Scenario.to_spec()``), ``codec``, ``webhook_url``, ``ring_s``, ``webhook_attempts``,
    ``webhook_backoff_s``, ``webhook_timeout_s``, ``clock_slots``, ``loop``. Secrets travel only
    this way, never on the command line or in the environment.
-2. **stdout, one line** once listening — ``{"ready": true, "pid", "port", "control_port",
-   "public_key", "api_key", "connection_id", "loop"}``; stdout is then pointed at ``/dev/null``,
+2. **stdout, one line** once serving — ``{"ready": true, "pid", "port", "public_key",
+   "api_key", "connection_id", "loop"}``; stdout is then pointed at ``/dev/null``,
    so that nothing can block on a pipe the parent no longer reads. Logs go to stderr.
 3. **Until stdin reaches EOF** — the parent closed it (``stop()``) or went away (its end of the
    pipe closes with it, however it died) — or SIGTERM/SIGINT arrives; then a graceful shutdown
@@ -32,6 +33,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 from typing import Any
@@ -107,12 +109,12 @@ async def _serve(config: dict[str, Any]) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):  # not on this platform's loop
             loop.add_signal_handler(sig, on_signal)
-    port = await engine.start()
-    runner, control_port = await start_control(engine, config["token"])
+    port = await engine.start(socket.socket(fileno=int(config["rest_fd"])))
+    runner = await start_control(engine, config["token"], socket.socket(fileno=int(config["control_fd"])))
     try:
         threading.Thread(target=_watch_stdin, args=(loop, stop), name="telnyx_nb-sandbox-stdin", daemon=True).start()
-        ready = {"ready": True, "pid": os.getpid(), "port": port, "control_port": control_port,
-                 "public_key": signer.public_key, "api_key": engine.api_key, "connection_id": engine.connection_id,
+        ready = {"ready": True, "pid": os.getpid(), "port": port, "public_key": signer.public_key,
+                 "api_key": engine.api_key, "connection_id": engine.connection_id,
                  "loop": type(loop).__module__.split(".")[0]}
         sys.stdout.write(json.dumps(ready) + "\n")
         sys.stdout.flush()

@@ -24,6 +24,7 @@ import hmac
 import http.client
 import json
 import logging
+import socket
 import struct
 import threading
 from array import array
@@ -127,17 +128,17 @@ def unpack_snapshot(data: bytes) -> Snapshot:
 
 
 # --- the child's side -----------------------------------------------------------------------
-async def start_control(engine: Engine, token: str, host: str = "127.0.0.1") -> tuple[web.AppRunner, int]:
-    """Serve the control endpoint for ``engine`` on ``host`` (an ephemeral port); (runner, port)."""
+async def start_control(engine: Engine, token: str, sock: socket.socket) -> web.AppRunner:
+    """Serve the control endpoint for ``engine`` on ``sock`` (a listening TCP socket the
+    parent bound on 127.0.0.1 and handed over); returns the runner."""
     app = web.Application(client_max_size=64 * 1024 * 1024)
     app[_ENGINE] = engine
     app[_TOKEN] = token
     app.router.add_post(PREFIX + "/{command}", _handle)
     runner = web.AppRunner(app, access_log=None, keepalive_timeout=_KEEPALIVE_S)
     await runner.setup()
-    site = web.TCPSite(runner, host, 0)
-    await site.start()
-    return runner, runner.addresses[0][1]
+    await web.SockSite(runner, sock).start()
+    return runner
 
 
 async def _handle(request: web.Request) -> web.Response:

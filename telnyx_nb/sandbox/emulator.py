@@ -115,7 +115,12 @@ class Sandbox:
     # --- lifecycle -------------------------------------------------------------------
     def start(self) -> Sandbox:
         """Start the emulator; returns once it is listening. With ``process=True``, a child that
-        died since the last start is replaced by a new one."""
+        died since the last start is replaced by a new one, and ``start()`` returns as soon as
+        the parent has bound the child's sockets and spawned it: the child's start-up runs
+        alongside the caller's next steps (a request waits in the listen backlog meanwhile),
+        and the first method that needs it waits for it — raising SandboxProcessError, with
+        its stderr, if it failed to start. Raises SandboxProcessError at once when the port
+        cannot be bound."""
         if self.process:
             if self._child is not None and self._child.alive:
                 return self
@@ -146,31 +151,33 @@ class Sandbox:
         key = self._private_key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
                                               serialization.NoEncryption())
         config = {"token": token, "signing_key": base64.b64encode(key).decode("ascii"), "api_key": self.api_key,
-                  "connection_id": self.connection_id, "host": self.host, "port": self.port,
+                  "connection_id": self.connection_id, "host": self.host,
                   "scenario": scenario_arg(self._scenario), "codec": self._codec, "loop": self._loop_kind,
                   **self._options}
         child = SandboxProcess(config, self._start_timeout)
-        try:
-            ready = child.start()
-        except BaseException:  # including a KeyboardInterrupt while waiting: leave no child behind
-            child.stop(0.0)
-            child.close()
-            raise
-        if ready.get("public_key") != self.public_key or ready.get("api_key") != self.api_key:
-            child.stop(_PROCESS_STOP_TIMEOUT_S)
-            child.close()
-            raise SandboxProcessError("the sandbox's process reported different keys than it was given")
+        self.port, control_port = child.start(self.host, self.port)
         self._child = child
-        self._control = ControlClient(int(ready["control_port"]), token)
-        self.port = int(ready["port"])
-        self._loop_name = ready.get("loop")
+        self._control = ControlClient(control_port, token)
+
+    def _ready_child(self) -> SandboxProcess:
+        """The running child, once it has reported ready (see ``process.SandboxProcess.wait_ready``)."""
+        child = self._child
+        if child is None:
+            raise RuntimeError("the sandbox is not running; call start() first")
+        ready = child.wait_ready()
+        if self._loop_name is None:
+            if ready.get("public_key") != self.public_key or ready.get("api_key") != self.api_key:
+                self.stop()
+                raise SandboxProcessError("the sandbox's process reported different keys than it was given")
+            self._loop_name = ready.get("loop")
+        return child
 
     def stop(self) -> None:
         """Hang up every live call (stop frames, webhooks best effort), then shut down (with
         ``process=True``: the child exits; it is terminated if it does not within 10 s)."""
         child, control = self._child, self._control
         if child is not None:
-            self._child = self._control = None
+            self._child = self._control = self._loop_name = None
             if control is not None:
                 control.close()
             try:
@@ -214,6 +221,8 @@ class Sandbox:
     @property
     def loop_name(self) -> str | None:
         """The emulator's event loop: ``"uvloop"`` or ``"asyncio"`` (None before start)."""
+        if self._child is not None:
+            self._ready_child()
         return self._loop_name
 
     def _command(self, name: str, timeout: float = _CALL_TIMEOUT_S, /, **args: Any) -> Any:
@@ -222,9 +231,8 @@ class Sandbox:
             if not self._io.running or self._engine is None:
                 raise RuntimeError("the sandbox is not running; call start() first")
             return self._io.run(self._engine.command(name, args), timeout)
-        child, control = self._child, self._control
-        if child is None or control is None:
-            raise RuntimeError("the sandbox is not running; call start() first")
+        child, control = self._ready_child(), self._control
+        assert control is not None
         if not child.alive:
             raise child.died_error()
         try:
@@ -249,9 +257,12 @@ class Sandbox:
         return {"TELNYX_BASE_URL": self.base_url, "TELNYX_API_KEY": self.api_key, "TELNYX_PUBLIC_KEY": self.public_key}
 
     def client(self, **options: Any) -> telnyx.Telnyx:
-        """A real ``telnyx.Telnyx`` for this sandbox (retries off, 10 s timeout unless given)."""
+        """A real ``telnyx.Telnyx`` for this sandbox (retries off, 10 s timeout unless given).
+        Waits for the sandbox's process to be ready (see :meth:`start`)."""
         import telnyx
 
+        if self._child is not None:
+            self._ready_child()
         options = {"max_retries": 0, "timeout": 10.0, **options}
         return telnyx.Telnyx(base_url=self.base_url, api_key=self.api_key, public_key=self.public_key, **options)
 
@@ -259,6 +270,8 @@ class Sandbox:
         """A real ``telnyx.AsyncTelnyx`` for this sandbox (same defaults as :meth:`client`)."""
         import telnyx
 
+        if self._child is not None:
+            self._ready_child()
         options = {"max_retries": 0, "timeout": 10.0, **options}
         return telnyx.AsyncTelnyx(base_url=self.base_url, api_key=self.api_key, public_key=self.public_key, **options)
 

@@ -20,6 +20,7 @@ import contextlib
 import functools
 import inspect
 import json
+import socket
 from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any, Literal, TypeVar
@@ -96,8 +97,9 @@ class Engine:
         self._commands: dict[str, Callable[..., Any]] = {name: getattr(self, "_" + name) for name in COMMANDS}
 
     # --- lifecycle -------------------------------------------------------------------
-    async def start(self) -> int:
-        """Start the parts and listen; returns the port."""
+    async def start(self, sock: socket.socket | None = None) -> int:
+        """Start the parts and listen (on ``sock`` when given: a bound, listening TCP socket
+        handed over by the parent process; else on ``host:port``); returns the port."""
         self._clock = MediaClock(self._clock_slots)
         self._sender = self._new_sender()
         await self._sender.start()
@@ -107,7 +109,8 @@ class Engine:
         await self._control.start()
         self._runner = web.AppRunner(make_app(self._control, self.api_key), access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
+        site = (web.SockSite(self._runner, sock) if sock is not None
+                else web.TCPSite(self._runner, self.host, self.port))
         await site.start()
         self.port = self._runner.addresses[0][1]
         self._clock.start(asyncio.get_running_loop())

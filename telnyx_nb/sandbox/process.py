@@ -4,9 +4,18 @@
 ``subprocess.Popen`` (never a fork of the threaded notebook process), in a session of its own
 (a Ctrl-C in the terminal reaches only the parent, which decides), writes the configuration
 line to its stdin and keeps stdin open: that pipe is the child's lifeline, EOF means "stop".
+
+The parent binds the child's two listening sockets (the API's, on the requested host and
+port, and the control endpoint's, on 127.0.0.1) and passes them down (``pass_fds``), as
+systemd's socket activation does: the ports are known, and a bind error raised, before the
+child has imported anything, and a connection made while it boots waits in the listen
+backlog. So ``start()`` returns at once and the child's start-up (about a second of imports)
+runs alongside the notebook's own work; :meth:`SandboxProcess.wait_ready` is what waits for
+its ready line (at most ``start_timeout`` seconds from the spawn). The parent keeps no copy
+of the sockets: a child that dies takes them along, and a client is refused, not left hanging.
+
 The child's stderr goes to an anonymous temporary file (nothing to drain, nothing to block),
-whose tail is quoted when the child fails to start or has died. The ready line is awaited for
-at most ``start_timeout`` seconds.
+whose tail is quoted when the child fails to start or has died.
 """
 
 from __future__ import annotations
@@ -16,19 +25,23 @@ import json
 import os
 import queue
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 import weakref
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NoReturn
 
 from telnyx_nb.sandbox.control import SandboxProcessError
 
 __all__ = ["SandboxProcess", "STDERR_TAIL_BYTES"]
 
 STDERR_TAIL_BYTES = 4000
+#: Connections the API and control sockets queue while the child boots or is busy.
+_BACKLOG = 512
 #: The directory that holds the ``telnyx_nb`` package the parent runs: the child imports the same.
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 
@@ -42,7 +55,10 @@ class SandboxProcess:
         self._proc: subprocess.Popen[bytes] | None = None
         self._stderr: IO[bytes] | None = None
         self._finalizer: weakref.finalize | None = None
-        self.ready: dict[str, Any] = {}
+        self._ready_line: queue.Queue[bytes] = queue.Queue(maxsize=1)
+        self._deadline = 0.0
+        self._ready: dict[str, Any] | None = None
+        self._failure: SandboxProcessError | None = None
 
     @property
     def pid(self) -> int | None:
@@ -52,52 +68,93 @@ class SandboxProcess:
     def alive(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
-    def start(self) -> dict[str, Any]:
-        """Spawn the child and return its ready line; SandboxProcessError if it fails."""
+    def start(self, host: str, port: int) -> tuple[int, int]:
+        """Bind the API socket on ``host:port`` and the control socket on 127.0.0.1, spawn the
+        child with them, and return their ports ``(api, control)`` without waiting for it.
+
+        Raises SandboxProcessError when a socket cannot be bound (e.g. the port is in use) or
+        the child cannot be spawned.
+        """
         if not sys.executable:
             raise SandboxProcessError("cannot start the sandbox's process: sys.executable is unknown "
                                       "(use Sandbox(process=False))")
+        sockets: list[socket.socket] = []
+        try:
+            sockets.append(socket.create_server((host, port), backlog=_BACKLOG))
+            sockets.append(socket.create_server(("127.0.0.1", 0), backlog=_BACKLOG))
+        except OSError as exc:
+            for sock in sockets:
+                sock.close()
+            raise SandboxProcessError(f"the sandbox cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+        api, control = sockets
+        try:
+            self._spawn({**self._config, "rest_fd": api.fileno(), "control_fd": control.fileno()},
+                        (api.fileno(), control.fileno()))
+            return api.getsockname()[1], control.getsockname()[1]
+        finally:
+            api.close()  # the child has its own copies
+            control.close()
+
+    def _spawn(self, config: dict[str, Any], fds: tuple[int, ...]) -> None:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
         self._stderr = tempfile.TemporaryFile("a+b", prefix="telnyx_nb-sandbox-")  # noqa: SIM115 - kept open
+        self._deadline = time.monotonic() + self._start_timeout
         try:
             self._proc = proc = subprocess.Popen(
                 [sys.executable, "-m", "telnyx_nb.sandbox", "--child"], stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE, stderr=self._stderr, env=env, close_fds=True, start_new_session=True)
+                stdout=subprocess.PIPE, stderr=self._stderr, env=env, close_fds=True, pass_fds=fds,
+                start_new_session=True)
         except OSError as exc:
             self._stderr.close()
             raise SandboxProcessError(f"cannot start the sandbox's process: {exc}") from exc
         assert proc.stdin is not None and proc.stdout is not None
         self._finalizer = weakref.finalize(self, _close_quietly, proc.stdin)  # garbage-collected: EOF, child ends
         try:
-            proc.stdin.write(json.dumps(self._config).encode() + b"\n")
+            proc.stdin.write(json.dumps(config).encode() + b"\n")
             proc.stdin.flush()
         except OSError:
-            pass  # it died already: reported below with its stderr
-        lines: queue.Queue[bytes] = queue.Queue()
-        stdout = proc.stdout
-        reader = threading.Thread(target=lambda: lines.put(stdout.readline()), name="telnyx_nb-sandbox-ready",
-                                  daemon=True)
-        reader.start()
+            pass  # it died already: reported by wait_ready with its stderr
+        stdout, lines = proc.stdout, self._ready_line
+        threading.Thread(target=lambda: lines.put(stdout.readline()), name="telnyx_nb-sandbox-ready",
+                         daemon=True).start()
+
+    def wait_ready(self) -> dict[str, Any]:
+        """The child's ready line, waiting for it until ``start_timeout`` seconds after the spawn.
+
+        Raises SandboxProcessError (with the tail of the child's stderr) when the child exits,
+        writes something else, or stays silent past the deadline; the child is then stopped,
+        and every later call raises the same error.
+        """
+        if self._ready is not None:
+            return self._ready
+        if self._failure is not None:
+            raise self._failure
+        proc = self._proc
+        if proc is None:
+            raise RuntimeError("the sandbox's process was not started")
         try:
-            line = lines.get(timeout=self._start_timeout)
+            line = self._ready_line.get(timeout=max(0.0, self._deadline - time.monotonic()))
         except queue.Empty:
-            self.stop(0.0)
-            raise SandboxProcessError(f"the sandbox's process did not report ready within {self._start_timeout:g} s"
-                                      f"{self._stderr_note()}") from None
+            self._fail(f"did not report ready within {self._start_timeout:g} s")
         if not line:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(5.0)
-            note = self._stderr_note()
-            self.stop(0.0)
-            raise SandboxProcessError(f"the sandbox's process {self.describe_exit()} during start-up{note}")
-        stdout.close()
+            self._fail(f"{self.describe_exit()} during start-up")
         try:
-            self.ready = json.loads(line)
+            ready = json.loads(line)
         except ValueError:
-            self.stop(0.0)
-            raise SandboxProcessError(f"the sandbox's process wrote {line[:200]!r} instead of its ready line") from None
-        return self.ready
+            self._fail(f"wrote {line[:200]!r} instead of its ready line")
+        _close_quietly(proc.stdout)
+        self._ready = ready
+        return ready
+
+    def _fail(self, what: str) -> NoReturn:
+        note = self._stderr_note()
+        self.stop(0.0)
+        self._failure = SandboxProcessError(f"the sandbox's process (pid {self.pid}) {what}; start() tries "
+                                            f"again{note}")
+        raise self._failure
 
     def wait_exit(self, timeout: float) -> None:
         """Give a dying child up to ``timeout`` seconds to be reaped (so it can be reported)."""
