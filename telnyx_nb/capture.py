@@ -14,20 +14,31 @@ listening, then ``{"type": "reply", "id": N, "result": ...}`` (or ``"error": {"t
 parent listens to (bounded: events beyond ``callback_queue_size`` waiting are dropped and
 counted). Timestamps travel as ``{"$ns": int}``, bytes as ``{"$b64": str}``. The end of its
 standard input (the parent went away) makes the child finish the recording and exit.
+
+What the child has to say goes over the same pipe: ``{"type": "warning", "message"}`` (the
+parent issues it as a UserWarning, e.g. a run of webhook signature failures) and ``{"type":
+"log", "name", "level", "message"}`` for each record of its ``telnyx_nb`` loggers, which the
+parent passes to the logger of the same name. Anything the child writes to stderr (warnings,
+a crash) is logged by the parent under ``telnyx_nb.capture``, and its last lines are quoted
+when the child fails.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import collections
 import concurrent.futures
 import functools
 import json
+import logging
 import os
 import queue
 import subprocess
 import sys
 import threading
+import time
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -40,11 +51,13 @@ from telnyx_nb.events import EventSink
 from telnyx_nb.ingest import Ingest, Limits
 from telnyx_nb.loopthread import LoopThread
 from telnyx_nb.store import Store, recording
-from telnyx_nb.store.schema import TABLES
+from telnyx_nb.store.schema import NAT, TABLES
 from telnyx_nb.udp import SOCKET_READ
 from telnyx_nb.wire import codecs, media, webhooks
 
 __all__ = ["Capture", "CaptureProcess", "CaptureError", "main"]
+
+log = logging.getLogger(__name__)
 
 
 class CaptureError(TelnyxNbError, RuntimeError):
@@ -55,19 +68,22 @@ class Capture:
     """Sockets, store and recording on an I/O thread; every method is thread-safe.
 
     ``forget_flushed``: the store drops what the recording has written (the capture process,
-    whose tables nobody reads directly), so its memory stays flat over a long run.
+    whose tables nobody reads directly), so its memory stays flat over a long run. ``warn``:
+    how warnings meant for the user are issued (see ``Ingest``).
     """
 
     def __init__(self, store: Store, sink: EventSink, limits: Limits, *, loop: str, public_key: str | bytes | None,
                  stream_auth_token: str | None, l16_byteorder: codecs.ByteOrder,
                  record_to: str | os.PathLike[str] | None, flush_interval_s: float,
-                 forget_flushed: bool = False) -> None:
+                 forget_flushed: bool = False, warn: Callable[[str], None] | None = None) -> None:
         self.store = store
+        if stream_auth_token:                   # never in a stored excerpt (``store.scrub``)
+            store.secrets = (*store.secrets, stream_auth_token)
         self._l16_byteorder = l16_byteorder
         self._io = LoopThread("telnyx_nb-capture", loop)
         self.ingest = Ingest(store, sink, limits,
                              verify_key=webhooks.load_public_key(public_key) if public_key is not None else None,
-                             stream_auth_token=stream_auth_token)
+                             stream_auth_token=stream_auth_token, warn=warn)
         self.recorder = None if record_to is None else recording.Recorder(
             store, record_to, l16_byteorder=l16_byteorder, clocks=self.clocks, flush_interval_s=flush_interval_s,
             forget_flushed=forget_flushed)
@@ -115,6 +131,8 @@ class Capture:
         """Counters, loop lag (ms, last minute), loop, sockets and recording state."""
         ingest, recorder = self.ingest, self.recorder
         lags = np.array(ingest.lags) * 1e3
+        drops = ingest.kernel_drops()
+        known = [n for n in drops.values() if n is not None]
         return {
             **ingest.counters,
             "webhook_duplicates": self.store.duplicate_events,
@@ -123,11 +141,14 @@ class Capture:
             "loop_lag_p50_ms": float(np.percentile(lags, 50)) if len(lags) else float("nan"),
             "loop_lag_p99_ms": float(np.percentile(lags, 99)) if len(lags) else float("nan"),
             "udp_rcvbuf": ingest.udp_rcvbuf,
+            "udp_kernel_drops": sum(known) if drops and len(known) == len(drops) else None,
+            "udp_kernel_drops_by_target": drops,
             "rtp_clock": ingest.rtp_clock,
             "store_bytes": self.store.nbytes(),
             "recording": None if recorder is None else str(recorder.path),
             "recording_error": None if recorder is None else recorder.error,
             "recording_flushes": 0 if recorder is None else recorder.flushes,
+            "unrecorded_rows": 0 if recorder is None else recorder.unrecorded_rows,
         }
 
     def flush(self) -> None:
@@ -143,6 +164,16 @@ class Capture:
     def withdraw_fork(self, call_control_id: str) -> None:
         self.store.withdraw_fork(call_control_id)
 
+    # -- the commands table (``store.commands``) ---------------------------------------------------
+
+    def add_command(self, command: str, call_control_id: str | None, options: dict[str, Any], sent_ns: int) -> int:
+        return self.store.add_command(command, call_control_id, options, sent_ns)
+
+    def answer_command(self, index: int, answered_ns: int, status: str, call_control_id: str | None,
+                       http_status: int | None, error: str | None) -> None:
+        self.store.answer_command(index, answered_ns, status, call_control_id=call_control_id,
+                                  http_status=http_status, error=error)
+
     def _outbound(self, stream_id: str) -> Any:
         link = self.ingest.links.get(stream_id)
         if link is None or not self._io.running:
@@ -154,22 +185,45 @@ class Capture:
         """See ``Receiver.send_audio``, which has checked ``samples`` (1-D) and ``rate`` (> 0)."""
         link = self._outbound(stream_id)
         info = link.info
-        if encoding is not None:
+        started = info is not None and info.started_ns != NAT
+        requested, fmt = self.store.bidirectional(info) if info is not None and started else (False, None)
+        if encoding is None:
+            if not started:
+                raise StreamNotStartedError(f"stream {stream_id!r} has not sent its 'start' frame yet, so its call "
+                                            "and the codec Telnyx expects audio back in are unknown; wait for it "
+                                            "(rx.streams) or pass encoding=")
+            if requested and fmt is None:
+                raise ValueError(f"stream {stream_id!r} was started in stream_bidirectional_mode 'mp3' (Telnyx's "
+                                 "default), where Telnyx plays MP3 files, not audio frames; start streaming with "
+                                 "stream_bidirectional_mode='rtp'")
+            # No recorded command asked for the stream: Telnyx's own defaults in rtp mode.
+            encoding, target = fmt or codecs.BIDIRECTIONAL_DEFAULT
             codec = codecs.get_codec(encoding, l16_byteorder=self._l16_byteorder)
-            target = codec.sample_rate
-        elif info is None or info.encoding is None:
-            raise StreamNotStartedError(f"stream {stream_id!r} has not sent its 'start' frame yet, so its codec "
-                                        "is unknown; wait for it (rx.streams) or pass encoding=")
         else:
-            codec = codecs.get_codec(info.encoding, l16_byteorder=self._l16_byteorder)
-            target = info.sample_rate or codec.sample_rate
+            codec = codecs.get_codec(encoding, l16_byteorder=self._l16_byteorder)
+            target = fmt[1] if fmt is not None and fmt[0] == codec.name else codec.sample_rate
         payload = codec.encode(codecs.resample(codecs.to_int16(samples), rate, target))
         step = codec.frame_bytes(media.FRAME_MS, target)
+        payload += codec.silence * (-len(payload) % step // codec.bytes_per_sample)    # no chunk under 20 ms
         frames = [media.AppMedia(payload[i : i + step]) for i in range(0, len(payload), step)]
         return self._io.submit(link.outbound.send(frames, paced=True))
 
-    def mark(self, stream_id: str, name: str) -> concurrent.futures.Future[None]:
-        return self._io.submit(self._outbound(stream_id).outbound.send([media.AppMark(name)], paced=False))
+    def mark(self, stream_id: str, name: str, command: int) -> concurrent.futures.Future[None]:
+        """Queue a ``mark``; ``command``: its ``commands`` row, answered here as the frame goes out."""
+        return self._io.submit(self._send_mark(self._outbound(stream_id), name, command))
+
+    async def _send_mark(self, link: Any, name: str, command: int) -> None:
+        """Send a mark and complete its ``commands`` row: answered the instant before the socket
+        took the frame ("ok"), or when it failed to go out ("failed": the stream ended, a ``clear``)."""
+        sent: list[int] = []
+        try:
+            await link.outbound.send([media.AppMark(name)], paced=False, on_last=sent.append)
+        except BaseException as exc:
+            reason = "cancelled: a clear, or the stream ended" if isinstance(exc, asyncio.CancelledError) else repr(exc)
+            self.store.answer_command(command, time.time_ns(), "failed", error=reason)
+            raise
+        ccid = link.info.call_control_id if link.info is not None else None
+        self.store.answer_command(command, sent[0], "ok", call_control_id=ccid)
 
     def clear(self, stream_id: str) -> concurrent.futures.Future[None]:
         return self._io.submit(self._outbound(stream_id).outbound.clear())
@@ -239,6 +293,32 @@ def _report_done(done: Callable[[int, BaseException | None], None], ident: int,
     done(ident, concurrent.futures.CancelledError("cleared") if future.cancelled() else future.exception())
 
 
+class _ToParent(logging.Handler):
+    """The child's log records, sent to the parent as ``log`` lines (see the module docstring)."""
+
+    def __init__(self, out: queue.Queue[bytes | None]) -> None:
+        super().__init__()
+        self._out = out
+        self.setFormatter(logging.Formatter("%(message)s"))     # the message, and its traceback if any
+
+    def emit(self, record: logging.LogRecord) -> None:
+        name = record.name if record.name.startswith("telnyx_nb") else __name__     # py.warnings
+        try:
+            self._out.put(_line({"type": "log", "name": name, "level": record.levelno, "message": self.format(record)}))
+        except Exception:  # a record that cannot be formatted must not stop the capture
+            self.handleError(record)
+
+
+def _log_to_parent(out: queue.Queue[bytes | None]) -> None:
+    """Route the child's ``telnyx_nb`` log records and its Python warnings to the parent."""
+    handler = _ToParent(out)
+    package = logging.getLogger("telnyx_nb")
+    package.setLevel(logging.INFO)
+    package.addHandler(handler)
+    logging.captureWarnings(True)
+    logging.getLogger("py.warnings").addHandler(handler)
+
+
 def main() -> int:
     """``python -m telnyx_nb.capture``: one capture, configured by the first line of stdin."""
     config = json.loads(sys.stdin.readline())
@@ -255,6 +335,7 @@ def main() -> int:
 
     writer = threading.Thread(target=write, name="telnyx_nb-capture-out", daemon=True)
     writer.start()
+    _log_to_parent(out)
     store = Store(payload_types={int(k): v for k, v in config.pop("payload_types").items()},
                   fork_claim_window_s=config.pop("fork_claim_window_s"))
     record_to = config["record_to"]
@@ -263,7 +344,8 @@ def main() -> int:
     address = (config.pop("host"), config.pop("port"), tuple(config.pop("fork_ports")))
     timeout = config.pop("stop_timeout_s")
     # Nothing reads this store but through the recording: it keeps only what is not flushed yet.
-    capture = Capture(store, forwarder, Limits(**config.pop("limits")), forget_flushed=True, **config)
+    capture = Capture(store, forwarder, Limits(**config.pop("limits")), forget_flushed=True,
+                      warn=lambda message: out.put(_line({"type": "warning", "message": message})), **config)
     try:
         port, fork_ports = capture.start(*address, timeout)
     except Exception as exc:  # reported to the parent, which raises it
@@ -279,11 +361,14 @@ def main() -> int:
         "expect_fork": lambda c: capture.expect_fork(c["call_control_id"]),
         "withdraw_fork": lambda c: capture.withdraw_fork(c["call_control_id"]),
         "listen": lambda c: forwarder.listen(c["types"]),
+        "add_command": lambda c: capture.add_command(c["command"], c["call_control_id"], c["options"], c["sent_ns"]),
+        "answer_command": lambda c: capture.answer_command(c["index"], c["answered_ns"], c["status"],
+                                                           c["call_control_id"], c["http_status"], c["error"]),
     }
     sends = {
         "send_audio": lambda c: capture.send_audio(
             c["stream_id"], np.frombuffer(base64.b64decode(c["samples"]), dtype="<i2"), c["rate"], c["encoding"]),
-        "mark": lambda c: capture.mark(c["stream_id"], c["name"]),
+        "mark": lambda c: capture.mark(c["stream_id"], c["name"], c["command"]),
         "clear": lambda c: capture.clear(c["stream_id"]),
     }
 
@@ -372,7 +457,9 @@ class CaptureProcess:
     def _read_stderr(self) -> None:
         assert self._child.stderr is not None
         for line in self._child.stderr:
-            self._stderr.append(line.decode("utf-8", "replace").rstrip())
+            text = line.decode("utf-8", "replace").rstrip()
+            self._stderr.append(text)
+            log.warning("capture process %d: %s", self._child.pid, text)
 
     def _read(self, ready: concurrent.futures.Future[dict[str, Any]]) -> None:
         assert self._child.stdout is not None
@@ -381,6 +468,10 @@ class CaptureProcess:
             kind = message.get("type")
             if kind == "event":
                 self._on_event(message["event"])
+            elif kind == "log":
+                logging.getLogger(message["name"]).log(message["level"], "%s", message["message"])
+            elif kind == "warning":         # for the user: a warning in the notebook's process
+                warnings.warn(message["message"], UserWarning, stacklevel=1)
             elif kind in ("reply", "done"):
                 table = self._replies if kind == "reply" else self._done
                 future = table.pop(message["id"], None)

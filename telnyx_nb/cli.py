@@ -5,32 +5,46 @@ from __future__ import annotations
 import argparse
 import sys
 
+from telnyx_nb import __version__
+
+DESCRIPTION = """\
+Telnyx call audio, RTP forks and live transcripts into pandas, with a Telnyx emulator.
+
+  telnyx-nb demo                         two sandbox calls into a receiver: tables, quality, a saved session
+  telnyx-nb sandbox                      serve the emulator in the foreground, print TELNYX_* exports
+  eval "$(telnyx-nb sandbox --detach)"   the same in the background, exported into this shell
+"""
+
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="telnyx-nb", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
+    """Run the command line; returns the exit status (2 for a usage error)."""
+    from telnyx_nb.sandbox.shell import add_arguments, run
+
+    parser = argparse.ArgumentParser(prog="telnyx-nb", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"telnyx-nb {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="{demo,sandbox}")
     demo = commands.add_parser("demo", help="two sandbox calls into a receiver; print the tables, save the session")
     demo.add_argument("--session-dir", help="where to save the session (default: sessions/demo-<time>)")
     sandbox = commands.add_parser("sandbox", help="serve the Telnyx emulator until Ctrl-C; prints TELNYX_* exports")
-    sandbox.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
-    sandbox.add_argument("--port", type=int, default=0, help="port (default: an ephemeral one)")
+    add_arguments(sandbox)
     args = parser.parse_args(argv)
-
+    if args.command is None:
+        parser.print_usage(sys.stderr)
+        print("telnyx-nb: choose a command (telnyx-nb --help says more)", file=sys.stderr)
+        return 2
     if args.command == "demo":
         from pathlib import Path
 
-        from telnyx_nb.demo import run
+        from telnyx_nb.demo import run as run_demo
 
         if args.session_dir and Path(args.session_dir).exists() and any(Path(args.session_dir).iterdir()):
             print(f"telnyx-nb: {args.session_dir} exists and is not empty; choose another --session-dir",
                   file=sys.stderr)
             return 2
-        run(session_dir=args.session_dir)
-    else:
-        from telnyx_nb.sandbox import serve
-
-        serve(args.host, args.port)
-    return 0
+        run_demo(session_dir=args.session_dir)
+        return 0
+    return run(args, "telnyx-nb sandbox")
 
 
 if __name__ == "__main__":

@@ -1,11 +1,14 @@
-"""The headless sandbox demo behind ``telnyx-nb demo``.
+"""The headless sandbox demo behind ``telnyx-nb demo``: one call, all six actions.
 
-Two emulated calls run at once against the built-in sandbox, driven through
-the real ``telnyx`` SDK: call A streams both tracks over a WebSocket, call B
-forks its RTP over UDP with 3 % of packets dropped by the sandbox; both are
-transcribed. Everything lands in one receiver; the demo then prints each
-table, the stream quality next to the sandbox's ground truth, and saves the
-session directory.
+One emulated call ("survey" scenario: a caller answering a short survey) runs against the
+built-in sandbox, driven through the real ``telnyx`` SDK and the package's helpers: it is
+dialled and answered, transcribed on both tracks, streamed on both tracks over a WebSocket for
+``STREAM_S`` seconds, then forked over UDP as RTP for ``FORK_S`` seconds with ``FORK_LOSS`` of
+the packets dropped by the sandbox; each action is stopped again and the call is hung up.
+A progress bar (``tqdm``) shows each step and the receiver's live counters from the first
+second. The demo then prints the tables (their size and first rows), the stream quality per
+call next to the sandbox's ground truth, saves the session directory and writes PNG plots into
+it, and says where.
 """
 
 from __future__ import annotations
@@ -14,9 +17,10 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import pandas as pd
+from tqdm.auto import tqdm
 
 import telnyx_nb as tnb
 
@@ -24,115 +28,155 @@ if TYPE_CHECKING:
     import telnyx
 
 SCENARIO = "survey"
+STREAM_S = 6.0
+FORK_S = 6.0
 FORK_LOSS = 0.03
+#: The steps the progress bar counts.
+STEPS = ("sandbox", "receiver", "dial", "answer", "transcription", "streaming", "forking", "stop", "hang-up",
+         "tables", "plots", "save")
+#: The figures written next to the session: file name -> (``tnb.plots`` function, its options).
+PLOTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "waveform-stream": ("waveform", {"source": "stream"}), "waveform-fork": ("waveform", {"source": "fork"}),
+    "transcript_timeline": ("transcript_timeline", {}), "quality_timeline": ("quality_timeline", {}),
+    "latency": ("latency", {}), "talk_time": ("talk_time", {}), "quality_summary": ("quality_summary", {}),
+}
+#: Rows of each table printed.
+HEAD = 6
 
 
-def _wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout_s:.0f} s waiting for {what}")
-        time.sleep(0.05)
+class _Progress:
+    """One tqdm bar over STEPS, its postfix the receiver's counters, refreshed while waiting."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.bar = tqdm(total=len(STEPS), file=out, unit="step", mininterval=0.25, desc="starting the sandbox",
+                        bar_format="{desc:<34} {bar:20} {n_fmt}/{total_fmt} [{elapsed}] {postfix}")
+        self.rx: tnb.Receiver | None = None
+
+    def step(self, name: str) -> None:
+        self.bar.set_description_str(name, refresh=False)
+        self.bar.update(1)
+
+    def counters(self) -> None:
+        if self.rx is not None:
+            health = self.rx.health()
+            self.bar.set_postfix_str(f"webhooks {health['webhooks']} media {health['ws_messages']} "
+                                     f"rtp {health['udp_packets']} errors {health['errors']}")
+
+    def wait(self, seconds: float, until: Callable[[], bool] | None = None) -> None:
+        """Sleep ``seconds`` (or until ``until()``), refreshing the counters four times a second."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and not (until is not None and until()):
+            self.counters()
+            time.sleep(0.25)
+        self.counters()
 
 
-def _dial(client: telnyx.Telnyx, sb: tnb.Sandbox, rx: tnb.Receiver, to: str) -> str:
-    """Dial ``to`` from the sandbox's connection, webhooks to ``rx``; the new call's control id."""
-    data = client.calls.dial(connection_id=sb.connection_id, to=to, from_="+15550199", webhook_url=rx.webhook_url).data
+def _show(title: str, frame: pd.DataFrame, out: TextIO, columns: list[str]) -> None:
+    shown = f"first {HEAD} of {len(frame)} rows" if len(frame) > HEAD else f"{len(frame)} rows"
+    print(f"\n== {title}: {shown}", file=out)
+    if len(frame):
+        with pd.option_context("display.width", 160, "display.max_columns", 20, "display.max_colwidth", 40):
+            print(frame[columns].head(HEAD).to_string(index=False), file=out)
+
+
+def _dial(client: telnyx.Telnyx, sb: tnb.Sandbox, rx: tnb.Receiver) -> str:
+    data = tnb.dial(client, rx, connection_id=sb.connection_id, to="+15550100", from_="+15550199").data
     if data is None:
-        raise RuntimeError(f"dialling {to} returned no call data")
+        raise RuntimeError("the dial returned no call data")
     return data.call_control_id
 
 
-def _answered(rx: tnb.Receiver, ccid: str) -> bool:
-    events = rx.events
-    return bool(((events.event_type == "call.answered") & (events.call_control_id == ccid)).any())
-
-
-def _hung_up(rx: tnb.Receiver, ccids: list[str]) -> bool:
-    events = rx.events
-    done = events.loc[events.event_type == "call.hangup", "call_control_id"]
-    return set(ccids) <= set(done)
-
-
-def _progress(rx: tnb.Receiver, started: float) -> str:
-    health = rx.health()
-    return (
-        f"  {time.monotonic() - started:5.1f} s  events {len(rx.events):4d}  frames {len(rx.frames):5d}"
-        f"  rtp {len(rx.rtp):5d}  transcripts {len(rx.transcripts):3d}  errors {health['errors']}"
-    )
-
-
-def _show(title: str, frame: pd.DataFrame, out: TextIO, columns: list[str] | None = None) -> None:
-    print(f"\n== {title}: {len(frame)} rows", file=out)
-    if len(frame):
-        view = frame[columns] if columns else frame
-        with pd.option_context("display.width", 140, "display.max_columns", 20, "display.max_colwidth", 48):
-            print(view.head(6).to_string(index=False), file=out)
-
-
 def run(out: TextIO = sys.stdout, session_dir: str | Path | None = None) -> Path:
-    """Run the demo; return the saved session directory."""
-    print("telnyx_nb demo: two sandbox calls -> one in-kernel receiver", file=out)
-    with tnb.Sandbox() as sb, tnb.Receiver(public_key=sb.public_key) as rx:
-        print(f"  sandbox  {sb.base_url}  (signs webhooks with its Ed25519 key)", file=out)
-        print(f"  receiver {rx.webhook_url}  {rx.stream_url}  {rx.fork_rx}  {rx.fork_tx}", file=out)
-        client = sb.client()
-        sb.route("+15550100", SCENARIO)
-        sb.route("+15550101", SCENARIO)
-        call_a = _dial(client, sb, rx, "+15550100")
-        call_b = _dial(client, sb, rx, "+15550101")
-        _wait_for(lambda: _answered(rx, call_a) and _answered(rx, call_b), 10, "both calls to be answered")
-        print(f"  call A {call_a}: streaming both tracks + transcription", file=out)
-        print(f"  call B {call_b}: RTP fork with {FORK_LOSS:.0%} loss + transcription", file=out)
+    """Run the demo; return the saved session directory (with ``plots/*.png`` in it)."""
+    print("telnyx_nb demo: one sandbox call, all six actions, into a receiver", file=out, flush=True)
+    progress = _Progress(out)
+    with tnb.Sandbox() as sb:
+        progress.step("sandbox started")
+        with tnb.Receiver(public_key=sb.public_key) as rx:
+            progress.rx = rx
+            progress.step("receiver started")
+            client = sb.client()
+            sb.route("+15550100", SCENARIO)
+            ccid = _dial(client, sb, rx)
+            progress.step("dialled")
+            rx.wait_for("call.answered", ccid)      # commands before the answer get 422 90034
+            progress.step("answered")
+            tnb.start_transcription(client, ccid, rx, transcription_tracks="both",
+                                    transcription_engine_config={"transcription_engine": "Google",
+                                                                 "language": "en", "interim_results": True})
+            progress.step("transcribing both tracks")
+            tnb.start_streaming(client, ccid, rx, stream_track="both_tracks")
+            progress.wait(STREAM_S)
+            tnb.stop_streaming(client, ccid, rx)
+            progress.step(f"streamed {STREAM_S:g} s")
+            sb.impair(ccid, loss=FORK_LOSS, seed=1)
+            tnb.start_forking(client, ccid, rx)
+            progress.wait(FORK_S)
+            tnb.stop_forking(client, ccid, rx)
+            progress.step(f"forked {FORK_S:g} s, {FORK_LOSS:.0%} dropped")
+            tnb.stop_transcription(client, ccid, rx)
+            progress.step("all stopped")
+            tnb.hangup(client, ccid, rx)
+            rx.wait_for("call.hangup", ccid)
+            progress.wait(1.0, until=lambda: "call.transcription.stopped" in set(rx.events["event_type"]))
+            progress.step("hung up")
+            tables = {name: getattr(rx, name) for name in ("events", "commands", "transcripts", "streams", "frames",
+                                                          "rtp", "dtmf")}
+            quality = rx.quality()
+            truth = sb.ground_truth(ccid)
+            progress.step("tables read")
+            path = Path(session_dir or Path("sessions") / time.strftime("demo-%Y%m%d-%H%M%S"))
+            rx.save(path)
+            figures = _write_plots(rx, ccid, path / "plots")
+            progress.step("plots written")
+            wav = path / "call-inbound.wav"
+            rx.audio(ccid, track="inbound", source="stream").to_wav(wav)
+            progress.step("saved")
+    progress.bar.close()
+    _report(out, ccid, tables, quality, truth)
+    print(f"\nsession saved to {path.resolve()}  (tnb.load({str(path)!r}) opens it)", file=out)
+    print(f"plots: {', '.join(p.name for p in figures)} in {(path / 'plots').resolve()}", file=out)
+    print(f"audio: {wav.name} (the far end, as streamed)", file=out)
+    return path
 
-        tnb.start_streaming(client, call_a, rx, stream_track="both_tracks")
-        sb.impair(call_b, loss=FORK_LOSS, seed=1)
-        tnb.start_forking(client, call_b, rx)
-        interim = {"transcription_engine": "Google", "language": "en", "interim_results": True}
-        for ccid in (call_a, call_b):
-            tnb.start_transcription(client, ccid, transcription_tracks="both", transcription_engine_config=interim)
 
-        started = time.monotonic()
-        interactive = out.isatty()
-        last_line = 0.0
-        while not _hung_up(rx, [call_a, call_b]):
-            if time.monotonic() - started > 120:
-                raise TimeoutError("the scenario did not end within 120 s")
-            now = time.monotonic()
-            if interactive:
-                print("\r" + _progress(rx, started), end="", file=out, flush=True)
-            elif now - last_line >= 5:
-                print(_progress(rx, started), file=out, flush=True)
-                last_line = now
-            time.sleep(0.25)
-        print(("\n" if interactive else "") + _progress(rx, started), file=out)
-        time.sleep(0.3)  # let the final webhooks of the hang-up arrive
+def _write_plots(rx: tnb.Receiver, ccid: str, where: Path) -> list[Path]:
+    where.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, (function, options) in PLOTS.items():
+        getattr(tnb.plots, function)(rx, ccid, **options).savefig(where / f"{name}.png", dpi=100)
+        written.append(where / f"{name}.png")
+    return written
 
-        _show("events", rx.events, out, ["received_at", "event_type", "call_control_id", "verified"])
-        transcripts = rx.transcripts
-        final_a = transcripts[transcripts.is_final & (transcripts.call_control_id == call_a)]
-        _show("transcripts (call A, final)", final_a, out, ["occurred_at", "track", "transcript", "confidence"])
-        _show("streams", rx.streams, out, ["stream_id", "encoding", "sample_rate", "started_at", "stopped_at"])
-        _show("frames", rx.frames, out, ["received_at", "track", "chunk", "timestamp", "n_bytes"])
-        _show("rtp", rx.rtp, out, ["received_at", "target", "ssrc", "seq", "rtp_timestamp", "n_bytes"])
-        quality = rx.quality()
-        _show("quality", quality, out,
-              ["source", "track", "packets", "expected", "lost", "loss_pct", "jitter_ms", "mos"])
 
-        truth = sb.ground_truth(call_b)
-        fork_truth = truth[truth.path == "fork"]
-        dropped = int((fork_truth.fate == "dropped").sum())
-        measured = int(quality.loc[quality.source == "fork", "lost"].sum())
-        print(f"\nfork loss: the receiver counted {measured} lost packets;"
-              f" the sandbox's ground truth says it dropped {dropped}.", file=out)
-        if measured != dropped:
-            print("  (RFC 3550 counts only gaps between the first and last packet received:"
-                  " drops before the first or after the last are invisible to a receiver.)", file=out)
+def _report(out: TextIO, ccid: str, tables: dict[str, pd.DataFrame], quality: pd.DataFrame,
+            truth: pd.DataFrame) -> None:
+    print(f"\ncall {ccid}", file=out)
+    columns: dict[str, list[str]] = {
+        "events": ["received_at", "event_type", "verified"],
+        "commands": ["sent_at", "command", "status"],
+        "transcripts": ["occurred_at", "track", "transcript", "is_final"],
+        "streams": ["stream_id", "encoding", "sample_rate", "started_at", "stopped_at"],
+        "frames": ["received_at", "track", "chunk", "n_bytes"],
+        "rtp": ["received_at", "target", "ssrc", "seq", "n_bytes"],
+        "dtmf": ["received_at", "source", "digit"],
+    }
+    for name, frame in tables.items():
+        _show(name, frame, out, [c for c in columns[name] if c in frame.columns])
+    report = quality.assign(call=quality["call_control_id"].astype(str).str[-8:])
+    _show("quality", report, out, ["call", "source", "track", "packets", "expected", "lost", "loss_pct", "jitter_ms",
+                                   "mos"])
+    _ground_truth(out, quality, truth)
 
-        path = Path(session_dir or Path("sessions") / time.strftime("demo-%Y%m%d-%H%M%S"))
-        rx.save(path)
-        wav = path / "call-A-inbound.wav"
-        rx.audio(call_a, track="inbound").to_wav(wav)
-        print(f"\nsession saved to {path.resolve()}"
-              f"  (load it with tnb.load({str(path)!r}); listen to {wav.name})", file=out)
-        return path
+
+def _ground_truth(out: TextIO, quality: pd.DataFrame, truth: pd.DataFrame) -> None:
+    rows: list[dict[str, Any]] = []
+    for path, source in (("stream", "stream"), ("fork", "fork")):
+        sent = truth[truth["path"] == path]
+        measured = quality[quality["source"] == source]
+        rows.append({"path": path, "sent": len(sent), "dropped (truth)": int((sent["fate"] == "dropped").sum()),
+                     "received": int(measured["packets"].sum()), "lost (measured)": int(measured["lost"].sum())})
+    print("\n== quality next to the sandbox's ground truth", file=out)
+    print(pd.DataFrame(rows).to_string(index=False), file=out)
+    print("  (RFC 3550 counts the gaps between the first and last packet received: drops before the first or\n"
+          "   after the last are invisible to a receiver, so 'lost' can be below 'dropped'.)", file=out)

@@ -22,7 +22,7 @@ from telnyx_nb.wire.webhooks import (
 __all__ = [
     "TelnyxNbError", "Reason", "ProtocolError", "FrameError", "RtpError", "WebhookError",
     "MalformedWebhookError", "SignatureVerificationError", "WebhookTooLargeError",
-    "UnsupportedCodecError", "StreamNotOpenError", "StreamNotStartedError",
+    "UnsupportedCodecError", "StreamNotOpenError", "StreamNotStartedError", "ReceiverNotStartedError",
 ]
 
 
@@ -32,3 +32,8 @@ class StreamNotOpenError(TelnyxNbError, LookupError):
 
 class StreamNotStartedError(TelnyxNbError, RuntimeError):
     """Audio was sent on a stream whose ``start`` frame has not arrived: its codec is unknown."""
+
+
+class ReceiverNotStartedError(TelnyxNbError, RuntimeError):
+    """A Receiver's addresses or sending methods were used while it does not listen: before
+    ``.start()``, after ``.stop()``, or once its capture process has died (its tables stay readable)."""

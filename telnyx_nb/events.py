@@ -3,16 +3,17 @@
 The receiver's I/O thread only enqueues (it never runs user code); callbacks run in arrival
 order on the worker thread. A full queue drops the event and counts it (``dropped``), so a
 slow callback can never hold up ingest or grow memory without bound. A callback that raises
-is counted (``errors``) and warned about; the other callbacks still run. Each callback gets
+is counted (``errors``) and logged with its traceback (an error of the ``telnyx_nb.events``
+logger, never printed into whatever cell runs); the other callbacks still run. Each callback gets
 its own copy of the event when several listen, never a dict the store keeps.
 """
 
 from __future__ import annotations
 
 import copy
+import logging
 import queue
 import threading
-import warnings
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -24,6 +25,8 @@ Callback = Callable[[dict[str, Any]], Any]
 #: ``on("*", cb)`` listens to every event.
 WILDCARD = "*"
 _CLOSE = object()
+
+log = logging.getLogger(__name__)
 
 
 class EventSink(Protocol):
@@ -75,6 +78,11 @@ class EventBus:
     def types(self) -> list[str]:
         """The event types somebody listens to ("*" included)."""
         return list(self._listeners)
+
+    @property
+    def listeners(self) -> int:
+        """How many callbacks are registered (each ``on`` not unsubscribed yet)."""
+        return sum(len(callbacks) for callbacks in self._listeners.values())
 
     def emit(self, event_type: str, build: Callable[[], dict[str, Any]]) -> None:
         """Queue ``{"event_type": ..., **build()}`` for the listeners of its type and of "*".
@@ -135,4 +143,4 @@ class EventBus:
             callback(event)
         except Exception as exc:  # a user callback must not stop the others
             self.errors += 1
-            warnings.warn(f"telnyx_nb callback {callback!r} raised {exc!r}", RuntimeWarning, stacklevel=1)
+            log.error("callback %r raised %r", callback, exc, exc_info=True)

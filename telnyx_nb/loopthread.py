@@ -3,13 +3,16 @@
 The receiver and the sandbox each own one (and so does the tests' independent peer), so that
 their I/O never runs on — nor patches — the notebook kernel's loop. uvloop is used when it is
 importable (faster, and free of stock asyncio's 256 KiB read-buffer cost per small message),
-with a stock asyncio fallback.
+with a stock asyncio fallback. Errors nobody handled on the loop (a transport a peer reset, a
+task nobody awaited) go to the ``telnyx_nb.loopthread`` logger, not to asyncio's, whose
+last-resort handler would print them into whatever notebook cell runs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import threading
 import warnings
 from collections.abc import Callable, Coroutine
@@ -18,6 +21,8 @@ from typing import Any, TypeVar
 __all__ = ["LoopThread", "new_event_loop", "LOOP_KINDS"]
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 #: Accepted values of ``loop=``: uvloop when importable, uvloop or fail, stock asyncio.
 LOOP_KINDS = ("auto", "uvloop", "asyncio")
@@ -78,6 +83,7 @@ class LoopThread:
         if self.running:
             return
         loop = new_event_loop(self.kind)
+        loop.set_exception_handler(_log_unhandled)
         started = threading.Event()
         loop.call_soon(started.set)
         self.loop = loop
@@ -123,3 +129,7 @@ class LoopThread:
             return False
         self.loop = self._thread = None
         return True
+
+
+def _log_unhandled(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    log.error("%s", context.get("message", "unhandled error on the I/O loop"), exc_info=context.get("exception"))

@@ -9,7 +9,8 @@ Runs on the receiver's I/O loop.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from telnyx_nb.wire import media
@@ -25,8 +26,10 @@ class Outbound:
         self._tail: asyncio.Task[None] | None = None
         self._pending: set[asyncio.Task[None]] = set()
 
-    async def send(self, frames: Sequence[media.AppFrame], *, paced: bool) -> None:
-        """Send ``frames`` after everything queued before; ``paced``: one per FRAME_MS."""
+    async def send(self, frames: Sequence[media.AppFrame], *, paced: bool,
+                   on_last: Callable[[int], None] | None = None) -> None:
+        """Send ``frames`` after everything queued before; ``paced``: one per FRAME_MS.
+        ``on_last(ns)``: called with ``time.time_ns()`` just before the last frame is written."""
         this = asyncio.current_task()
         assert this is not None
         previous, self._tail = self._tail, this
@@ -37,6 +40,8 @@ class Outbound:
             loop = asyncio.get_running_loop()
             t0 = loop.time()
             for k, frame in enumerate(frames):
+                if on_last is not None and k == len(frames) - 1:
+                    on_last(time.time_ns())
                 await self._ws.send_str(media.dumps(frame))
                 if paced:
                     await asyncio.sleep(max(0.0, t0 + (k + 1) * media.FRAME_MS / 1000 - loop.time()))

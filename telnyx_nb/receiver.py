@@ -13,8 +13,13 @@ import asyncio
 import base64
 import concurrent.futures
 import contextlib
+import ipaddress
+import math
 import numbers
+import secrets
 import tempfile
+import threading
+import time
 import warnings
 import weakref
 from collections.abc import Callable, Mapping
@@ -29,13 +34,14 @@ import pandas as pd
 
 from telnyx_nb import defaults
 from telnyx_nb.capture import Capture, CaptureError, CaptureProcess
-from telnyx_nb.errors import StreamNotOpenError
+from telnyx_nb.errors import ReceiverNotStartedError, StreamNotOpenError
 from telnyx_nb.events import Callback, EventBus
 from telnyx_nb.ingest import COUNTERS, Limits
 from telnyx_nb.loopthread import LOOP_KINDS
 from telnyx_nb.session import StoreSession
 from telnyx_nb.store import Store, recording
-from telnyx_nb.wire import codecs, webhooks
+from telnyx_nb.store.commands import recorded_options
+from telnyx_nb.wire import codecs, telephone_event, webhooks
 
 __all__ = ["Receiver"]
 
@@ -51,17 +57,29 @@ class Receiver(StoreSession):
     (default ``host``); ``fork_ports`` the UDP ports to bind (0 = ephemeral).
 
     Security: ``public_key`` (base64 Ed25519, Telnyx's or the sandbox's) turns on webhook
-    verification, failing closed; ``stream_auth_token`` is then required of media WebSockets.
+    verification, failing closed; ``stream_auth_token`` is required of media WebSockets when
+    set (compared in constant time). On loopback (the default host) both are optional. A
+    receiver reachable from elsewhere — a ``host`` that is not loopback, or a ``public_url`` (a
+    tunnel) — raises ValueError without a ``public_key`` unless ``allow_unverified=True``, and
+    gets a random ``stream_auth_token`` (``secrets.token_urlsafe``) when none is given; the
+    ``start_streaming`` helper passes it on. After ``signature_failures_warning`` (see
+    ``telnyx_nb.defaults``) webhooks in a row fail verification, one UserWarning names
+    ``rx.webhook_errors`` and the likely cause (a wrong public key, clock skew). No secret (the
+    token) appears in the repr.
 
     Decoding: ``payload_types`` maps dynamic RTP payload types to encodings (e.g.
-    ``{96: "L16"}``); ``l16_byteorder`` is the byte order of L16 payloads ("big" = RFC 2586).
+    ``{96: "L16"}``, or ``{96: "telephone-event"}`` when RFC 4733 events use another type than
+    the default 101; PT 13 is comfort noise); ``l16_byteorder`` is the byte order of L16
+    payloads ("big" = RFC 2586).
 
     Limits, each with its default and unit in ``telnyx_nb.defaults``: ``max_message_size``
     (characters), ``max_webhook_size`` (bytes), ``backlog`` (connections), ``read_size`` and ``udp_rcvbuf``
     (bytes), ``fork_claim_window_s`` (seconds), ``callback_queue_size`` (events),
     ``signature_tolerance_s`` (the webhook replay window), ``stream_silence_s`` (a started
-    stream silent this long gets a ``silent`` row in ``stream_errors``), ``shutdown_timeout_s`` and
-    ``stop_timeout_s`` (seconds); ValueError for a value out of range. ``loop``: "auto" (uvloop if
+    stream silent this long gets a ``silent`` row in ``stream_errors``), ``header_timeout_s`` and
+    ``body_timeout_s`` (a webhook connection slower than this to send its request header, or its
+    body, is closed and recorded as a ``timeout`` row of ``webhook_errors``), ``shutdown_timeout_s``
+    and ``stop_timeout_s`` (seconds); ValueError for a value out of range. ``loop``: "auto" (uvloop if
     importable), "uvloop" or "asyncio".
 
     Process model: with ``process=True`` the sockets, arrival stamps and recording live in a
@@ -76,8 +94,21 @@ class Receiver(StoreSession):
     Recording: ``record_to`` keeps a continuous, crash-safe recording in that directory
     (``store.recording``), flushed every ``flush_interval_s`` seconds; ``tnb.load(dir)`` opens
     it, finished or cut short by a crash, and a new Receiver with the same ``record_to``
-    resumes it (the earlier rows are in its tables). A write that fails stops the recording
-    with a warning and ``health()["recording_error"]``; ingest goes on.
+    resumes it (the earlier rows are in its tables). A write that fails (a full disk) stops the
+    recording (logged, and ``health()["recording_error"]``, which warns once); ingest goes on,
+    and ``health()["unrecorded_rows"]`` counts the rows collected since that the recording does
+    not hold: a capture process drops them (its memory stays flat), a thread keeps them in its
+    in-memory tables. With a
+    capture process, a table read asks it to flush first when the last flush asked for is older
+    than ``read_flush_interval_s`` (default 0.2 s): a read sees every row received up to that
+    long before it (``wait_for`` and ``save`` always flush first).
+
+    Misuse: the addresses (``webhook_url``, ``stream_url``, ``fork_rx``, ``fork_tx``) raise
+    :class:`~telnyx_nb.errors.ReceiverNotStartedError` (a RuntimeError) unless the receiver
+    listens; so do ``send_audio``, ``mark``, ``clear``, ``expect_fork`` and ``withdraw_fork``
+    before the first ``start()``. The tables stay readable after ``stop()``. Starting a
+    receiver while another one of this process listens (a re-run cell) warns, naming the
+    other's addresses. Background messages go to the ``telnyx_nb`` loggers, never to stderr.
     """
 
     def __init__(
@@ -103,11 +134,15 @@ class Receiver(StoreSession):
         shutdown_timeout_s: float = defaults.SHUTDOWN_TIMEOUT_S,
         signature_tolerance_s: float = defaults.SIGNATURE_TOLERANCE_S,
         stream_silence_s: float = defaults.STREAM_SILENCE_S,
+        header_timeout_s: float = defaults.HEADER_TIMEOUT_S,
+        body_timeout_s: float = defaults.BODY_TIMEOUT_S,
         stop_timeout_s: float = defaults.STOP_TIMEOUT_S,
         record_to: str | PathLike[str] | None = None,
         flush_interval_s: float = defaults.FLUSH_INTERVAL_S,
+        read_flush_interval_s: float = defaults.READ_FLUSH_INTERVAL_S,
         process: bool | None = None,
         start_timeout_s: float = defaults.START_TIMEOUT_S,
+        allow_unverified: bool = False,
     ) -> None:
         if l16_byteorder not in ("big", "little"):
             raise ValueError(f"l16_byteorder must be 'big' or 'little', got {l16_byteorder!r}")
@@ -119,12 +154,22 @@ class Receiver(StoreSession):
         for payload_type, codec_name in (payload_types or {}).items():
             if not (isinstance(payload_type, int) and 0 <= payload_type <= 127):
                 raise ValueError(f"payload_types keys are RTP payload types 0..127, got {payload_type!r}")
-            codecs.get_codec(codec_name)      # UnsupportedCodecError (a ValueError) for a codec we cannot decode
+            if not telephone_event.is_non_audio(codec_name):     # telephone events and comfort noise are known
+                codecs.get_codec(codec_name)  # UnsupportedCodecError (a ValueError) for a codec we cannot decode
         limits = Limits(max_message_size=max_message_size, max_webhook_size=max_webhook_size, backlog=backlog,
                         read_size=read_size, udp_rcvbuf=udp_rcvbuf, shutdown_timeout_s=shutdown_timeout_s,
-                        signature_tolerance_s=signature_tolerance_s, stream_silence_s=stream_silence_s)
+                        signature_tolerance_s=signature_tolerance_s, stream_silence_s=stream_silence_s,
+                        header_timeout_s=header_timeout_s, body_timeout_s=body_timeout_s)
         if public_key is not None:
             webhooks.load_public_key(public_key)          # a bad key fails here, not in the capture
+        exposed = public_url is not None or not _is_loopback(host)
+        if exposed and public_key is None and not allow_unverified:
+            where = f"public_url {public_url!r}" if public_url is not None else f"host {host!r} (not loopback)"
+            raise ValueError(f"a Receiver on {where} can be reached by anyone, and without a public_key every "
+                             "webhook would be accepted unverified: pass public_key= (Telnyx portal: Keys & "
+                             "Credentials, Public Key; sb.public_key for a Sandbox), or allow_unverified=True")
+        if exposed and stream_auth_token is None:
+            stream_auth_token = secrets.token_urlsafe(32)  # start_streaming passes it on
         self.process = process = defaults.RECEIVER_PROCESS if process is None else process
         store = Store(payload_types=payload_types, fork_claim_window_s=fork_claim_window_s)
         if record_to is not None and recording.is_recording(record_to) and not process:
@@ -147,10 +192,13 @@ class Receiver(StoreSession):
         }
         self._capture: Capture | None = None
         self._child: CaptureProcess | None = None
+        self._started = False
         self._finalizer: weakref.finalize[Any, Any] | None = None
         self._warned_dead = False
         self._warned_unverified = False
         self._warned_recording = False
+        self.read_flush_interval_s = read_flush_interval_s
+        self._flushed_at = -math.inf
         if process:
             self._tmp = tempfile.TemporaryDirectory(prefix="telnyx_nb-") if record_to is None else None
             self.recording_path: Path | None = Path(self._tmp.name) if self._tmp is not None else Path(str(record_to))
@@ -200,6 +248,14 @@ class Receiver(StoreSession):
         except BaseException:
             self._bus.close(self.stop_timeout_s)
             raise
+        self._started = True
+        others = [other for other in _LISTENING if other is not self and other.running]
+        _LISTENING.add(self)
+        if others:
+            warnings.warn("another telnyx_nb.Receiver is still listening in this process ("
+                          + "; ".join(", ".join(other._addresses().values()) for other in others)
+                          + "): a re-run cell leaves the old one running on its ports; call .stop() on it "
+                          "if it is a leftover", UserWarning, stacklevel=2)
         return self
 
     def _start_process(self) -> None:
@@ -236,6 +292,7 @@ class Receiver(StoreSession):
         A thread that does not end within ``stop_timeout_s`` is reported (a RuntimeWarning,
         and ``health()["unjoined_threads"]``) rather than forgotten.
         """
+        _LISTENING.discard(self)
         if self._child is not None:
             if self._finalizer is not None:
                 self._finalizer.detach()
@@ -262,19 +319,56 @@ class Receiver(StoreSession):
         self.stop()
 
     def __repr__(self) -> str:
-        state = f"listening on {self.webhook_url}" if self.running else "stopped"
-        return f"<telnyx_nb.Receiver {state}>"
+        where = ", ".join(f"{name} {url}" for name, url in self._addresses().items())
+        checks = f"webhooks {'verified' if self.public_key is not None else 'unverified'}, stream token " \
+                 f"{'required' if self.stream_auth_token is not None else 'not required'}"
+        if self.running:
+            capture = f"capture process {self._child.pid}" if self._child is not None else "capture thread"
+            return f"<telnyx_nb.Receiver listening: {where}; {checks}; {capture}>"
+        if not self._started:
+            return f"<telnyx_nb.Receiver never started (host {self.host}); call .start()>"
+        return f"<telnyx_nb.Receiver {self._stopped_state()} (was {where}); tables readable>"
+
+    def _repr_rows(self) -> list[tuple[str, object]]:
+        rows: list[tuple[str, object]] = list(self._addresses().items()) if self._started else []
+        rows.append(("webhooks", "verified (public_key)" if self.public_key is not None else "unverified"))
+        rows.append(("recording", self.recording_path or "in memory"))
+        return rows
+
+    def _stopped_state(self) -> str:
+        child = self._child
+        if child is not None and child.stopped_health is None and child.returncode is not None:
+            return f"stopped: its capture process died (exit code {child.returncode})"
+        return "stopped"
+
+    def _require_running(self) -> None:
+        """ReceiverNotStartedError unless the receiver listens."""
+        if self.running:
+            return
+        if not self._started:
+            raise ReceiverNotStartedError("receiver not started; call .start()")
+        raise ReceiverNotStartedError(f"receiver {self._stopped_state()}; nothing listens at its addresses. "
+                                      "Call .start() to listen again (its tables stay readable)")
+
+    def _require_started(self) -> None:
+        """ReceiverNotStartedError before the first ``start()`` (later, a stopped capture says why)."""
+        if not self._started:
+            raise ReceiverNotStartedError("receiver not started; call .start()")
 
     # -- reads: the recording, up to date ---------------------------------------------------
 
-    def _refresh(self) -> None:
-        """In process mode, bring the tables up to what the capture process has received."""
+    def _refresh(self, *, force: bool = False) -> None:
+        """In process mode, bring the tables up to what the capture process had received
+        ``read_flush_interval_s`` ago (``force``, or a ``commands`` row written since: now)."""
         if not self.process or self.recording_path is None:
             return
         child = self._child
+        now = time.monotonic()
         if child is not None and child.alive:
-            with contextlib.suppress(CaptureError):      # it died just now: read what it wrote
-                child.call("flush")
+            if force or now - self._flushed_at >= self.read_flush_interval_s:
+                self._flushed_at = now
+                with contextlib.suppress(CaptureError):      # it died just now: read what it wrote
+                    child.call("flush")
         elif child is not None and not self._warned_dead and child.stopped_health is None:
             self._warned_dead = True
             warnings.warn(f"the capture process ended unexpectedly (exit code {child.returncode}); "
@@ -286,33 +380,47 @@ class Receiver(StoreSession):
         self._refresh()
         return super()._table(name)
 
+    def save(self, path: str | PathLike[str], *, overwrite: bool = False, redact: bool = False) -> Path:
+        """See :meth:`Session.save`; everything received until now is saved."""
+        self._refresh(force=True)
+        return super().save(path, overwrite=overwrite, redact=redact)
+
     # -- addresses ---------------------------------------------------------------------------
 
-    @property
-    def _base(self) -> str:
-        return self.public_url or f"http://{self.host}:{self.port}"
+    def _addresses(self) -> dict[str, str]:
+        """The four addresses as of the last start (unchecked: for messages)."""
+        base = self.public_url or f"http://{self.host}:{self.port}"
+        parts = urlsplit(base)
+        scheme = "wss" if parts.scheme == "https" else "ws"
+        return {"webhook_url": f"{base}/webhooks", "stream_url": f"{scheme}://{parts.netloc}{parts.path}/stream",
+                "fork_rx": f"udp:{self.fork_host}:{self.fork_ports[0]}",
+                "fork_tx": f"udp:{self.fork_host}:{self.fork_ports[1]}"}
 
     @property
     def webhook_url(self) -> str:
-        """Where Telnyx should POST webhooks (the call's / connection's ``webhook_url``)."""
-        return f"{self._base}/webhooks"
+        """Where Telnyx should POST webhooks (the call's / connection's ``webhook_url``).
+
+        Raises ReceiverNotStartedError unless the receiver listens (so do the other addresses)."""
+        self._require_running()
+        return self._addresses()["webhook_url"]
 
     @property
     def stream_url(self) -> str:
         """The ``stream_url`` for ``streaming_start`` (ws://, or wss:// behind an https public_url)."""
-        parts = urlsplit(self._base)
-        scheme = "wss" if parts.scheme == "https" else "ws"
-        return f"{scheme}://{parts.netloc}{parts.path}/stream"
+        self._require_running()
+        return self._addresses()["stream_url"]
 
     @property
     def fork_rx(self) -> str:
         """``rx`` target for ``fork_start``: the call's incoming RTP."""
-        return f"udp:{self.fork_host}:{self.fork_ports[0]}"
+        self._require_running()
+        return self._addresses()["fork_rx"]
 
     @property
     def fork_tx(self) -> str:
         """``tx`` target for ``fork_start``: the call's outgoing RTP."""
-        return f"udp:{self.fork_host}:{self.fork_ports[1]}"
+        self._require_running()
+        return self._addresses()["fork_tx"]
 
     # -- fork attribution ----------------------------------------------------------------------
 
@@ -324,7 +432,93 @@ class Receiver(StoreSession):
         """Undo ``expect_fork``: the call's fork did not start (start_forking does this on errors)."""
         self._command("withdraw_fork", call_control_id=call_control_id)
 
+    # -- the commands table ------------------------------------------------------------------------
+
+    def record_command(self, command: str, call_control_id: str | None, options: Mapping[str, Any]) -> int:
+        """Add a ``commands`` row for a Call Control command about to be sent (``sent_at`` now,
+        ``status`` "sent"); returns its index for :meth:`command_answered`. The helpers of
+        ``telnyx_nb.actions`` call this; so may code that sends commands itself. ``command`` is
+        Telnyx's action name ("dial", "streaming_start", ...); ``options`` the SDK options,
+        recorded with secrets masked (``store.commands.recorded_options``: a secret never
+        leaves this process). ReceiverNotStartedError before ``start()``."""
+        index: int = self._command("add_command", command=command, call_control_id=call_control_id,
+                                   options=recorded_options(options), sent_ns=time.time_ns())
+        self._flushed_at = -math.inf        # a row this process wrote: the next read sees it
+        return index
+
+    def command_answered(self, index: int, status: str, *, call_control_id: str | None = None,
+                         http_status: int | None = None, error: str | None = None) -> None:
+        """Complete ``commands`` row ``index`` (``answered_at`` now): ``status`` "ok", "rejected"
+        (an HTTP error answer: ``http_status``, ``error``) or "failed" (no answer: ``error``);
+        ``call_control_id`` names the call a ``dial`` created."""
+        self._command("answer_command", index=index, answered_ns=time.time_ns(), status=status,
+                      call_control_id=call_control_id, http_status=http_status, error=error)
+        self._flushed_at = -math.inf
+
+    # -- waiting for a webhook -----------------------------------------------------------------------
+
+    def wait_for(self, event_type: str, call_control_id: str | None = None, *,
+                 timeout: float = defaults.WAIT_FOR_TIMEOUT_S) -> pd.Series:
+        """The first ``events`` row of ``event_type`` (for ``call_control_id`` when given), as a
+        ``pd.Series`` indexed by the ``events`` columns; an event received before the call counts,
+        else this blocks until one arrives, at most ``timeout`` seconds.
+
+        For example ``rx.wait_for("call.answered", ccid)`` before ``tnb.start_streaming``:
+        Telnyx refuses commands on a call that is not answered yet (422 90034). ``event_type`` is
+        a webhook's ``event_type``. Raises TimeoutError saying which events did arrive (for that
+        call) and how many webhooks were rejected, ReceiverNotStartedError before ``start()``.
+        """
+        self._require_started()
+        arrived = threading.Event()
+
+        def on_event(event: dict[str, Any]) -> None:
+            if call_control_id is None or event.get("call_control_id") == call_control_id:
+                arrived.set()
+
+        unsubscribe = self.on(event_type, on_event)
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                self._refresh(force=True)                # what woke it is in the table
+                events = self.events
+                match = events["event_type"] == event_type
+                if call_control_id is not None:
+                    match &= events["call_control_id"] == call_control_id
+                if match.any():
+                    return events[match].iloc[0]
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not self.running:
+                    break
+                arrived.wait(min(remaining, defaults.WAIT_FOR_RECHECK_S))
+                arrived.clear()     # an event set after this is seen by the next read
+        finally:
+            unsubscribe()
+        raise TimeoutError(self._nothing_came(event_type, call_control_id, timeout, events))
+
+    def _nothing_came(self, event_type: str, call_control_id: str | None, timeout: float,
+                      events: pd.DataFrame) -> str:
+        if call_control_id is not None:
+            events = events[events["call_control_id"] == call_control_id]
+        counts: dict[str, int] = {}
+        for name in events["event_type"]:
+            counts[name] = counts.get(name, 0) + 1
+        arrived = ", ".join(f"{name} x{n}" for name, n in counts.items()) or "none"
+        call = f" for call {call_control_id!r}" if call_control_id is not None else ""
+        message = f"no {event_type!r} event{call} within {timeout:g} s; events that arrived{call}: {arrived}"
+        if not self.running:
+            message += " (the receiver is not running)"
+        rejected = len(self.webhook_errors)
+        if rejected:
+            message += f"; {rejected} webhooks were rejected (rx.webhook_errors)"
+        return message
+
+    async def await_for(self, event_type: str, call_control_id: str | None = None, *,
+                        timeout: float = defaults.WAIT_FOR_TIMEOUT_S) -> pd.Series:
+        """``wait_for`` for asyncio code: ``await rx.await_for("call.answered", ccid)``."""
+        return await asyncio.to_thread(self.wait_for, event_type, call_control_id, timeout=timeout)
+
     def _command(self, op: str, **args: Any) -> Any:
+        self._require_started()
         if self._child is not None:
             return self._child.call(op, **args)
         assert self._capture is not None
@@ -350,7 +544,11 @@ class Receiver(StoreSession):
         ``messages``/``bytes``/``errors`` sum webhooks, WebSocket messages and UDP datagrams;
         ``duplicates`` are re-delivered webhooks (stored once); ``webhooks_rejected`` failed
         verification; ``callbacks_dropped`` events a full callback queue could not take;
+        ``callbacks`` how many ``rx.on`` callbacks are registered (0 once every widget is closed);
         ``store_bytes`` is the memory of frames, packets and their payloads;
+        ``udp_kernel_drops`` datagrams the kernel dropped on the fork ports (receive buffer full;
+        None where the platform does not say), ``webhook_timeouts`` connections closed for
+        sending a header or body too slowly, ``unrecorded_rows`` rows the recording could not write;
         ``unjoined_threads`` names threads a ``stop()`` could not end; ``capture`` says where
         the capture runs ("thread", "process", or why the process is gone).
         """
@@ -363,9 +561,6 @@ class Receiver(StoreSession):
                 c = dict(child.stopped_health or {})
                 capture = "process stopped" if child.stopped_health else f"process died (exit code {child.returncode})"
             c["callbacks_dropped"] = self._bus.dropped + c.pop("events_dropped", 0)
-            if c.get("recording_error") and not self._warned_recording:      # said here, in the notebook
-                self._warned_recording = True
-                warnings.warn(c["recording_error"], RuntimeWarning, stacklevel=2)
             for lag in ("loop_lag_p50_ms", "loop_lag_p99_ms"):           # NaN travels as null
                 c[lag] = float("nan") if c.get(lag) is None else c[lag]
             self._unjoined += [t for t in c.pop("unjoined_threads", []) if t not in self._unjoined]
@@ -374,15 +569,19 @@ class Receiver(StoreSession):
             c = self._capture.health()
             capture = "thread"
             c["callbacks_dropped"] = self._bus.dropped
+        if c.get("recording_error") and not self._warned_recording:      # said here, in the notebook
+            self._warned_recording = True
+            warnings.warn(c["recording_error"], RuntimeWarning, stacklevel=2)
         c["callback_errors"] = self._bus.errors
+        c["callbacks"] = self._bus.listeners
         counters = {name: c.get(name, 0) for name in COUNTERS}
         return {
             "messages": counters["webhooks"] + counters["ws_messages"] + counters["udp_packets"],
             "bytes": counters["webhook_bytes"] + counters["ws_bytes"] + counters["udp_bytes"],
-            "errors": counters["webhooks_malformed"] + counters["webhooks_rejected"] + counters["stream_errors"]
+            "errors": counters["webhooks_malformed"] + counters["webhooks_rejected"] + counters["webhook_timeouts"]
+            + counters["stream_errors"]
             + counters["udp_errors"] + counters["ws_refused"] + c["callback_errors"],
             "duplicates": c.get("webhook_duplicates", 0),
-            "rejected_webhooks": counters["webhooks_rejected"],
             **c,
             "capture": capture,
             "capture_pid": self._child.pid if self._child is not None else None,
@@ -422,19 +621,29 @@ class Receiver(StoreSession):
                    ) -> concurrent.futures.Future[None]:
         """Play audio into the call: resampled, encoded and sent as paced 20 ms ``media`` frames.
 
-        ``samples``: int16, or float in [-1, 1]. The codec is the stream's ``media_format``
-        unless ``encoding`` names another (Telnyx's ``stream_bidirectional_codec`` must match,
-        with ``stream_bidirectional_mode="rtp"``). Resampling is linear interpolation to the
-        codec's rate. Returns a Future that completes when the last frame was sent.
-        Raises ValueError for samples that are not 1-D or a rate that is not a positive int,
-        StreamNotOpenError for a stream with no open socket here, and
-        StreamNotStartedError before the stream's ``start`` frame (its codec is unknown).
+        ``samples``: 1-D, int16 or float in [-1, 1], at ``rate`` Hz. They are encoded in the
+        codec and rate Telnyx expects audio back in — the stream's ``bidirectional_codec`` and
+        ``bidirectional_rate`` (``rx.streams``), from the ``stream_bidirectional_codec`` and
+        ``stream_bidirectional_sampling_rate`` its recorded command (``rx.commands``) asked
+        for — never the stream's inbound ``media_format`` (a PCMA call streamed with the default
+        bidirectional codec PCMU wants PCMU back). A stream no recorded command asked for gets
+        Telnyx's defaults, PCMU at 8 kHz (``wire.codecs.BIDIRECTIONAL_DEFAULT``); ``encoding``
+        names another codec. Resampling is soxr's (``wire.codecs.resample``, with an anti-alias
+        filter). Every chunk is 20 ms (Telnyx takes 20 ms to 30 s): the tail is padded with the
+        codec's silence. Returns a Future that completes when the last frame was sent.
+        Raises ValueError for samples that are not 1-D, a rate that is not a positive int, or a
+        stream started in ``mp3`` mode (send MP3 files there, not frames), StreamNotOpenError
+        for a stream with no open socket here, StreamNotStartedError before the stream's
+        ``start`` frame (its call, and so its codec, is unknown), UnsupportedCodecError for a
+        codec this toolkit cannot encode (G722, OPUS, AMR-WB), and ReceiverNotStartedError
+        before the receiver's first ``start()``.
         """
         samples = np.asarray(samples)
         if samples.ndim != 1:
             raise ValueError(f"samples must be mono (1-D), got shape {samples.shape}")
         if not (isinstance(rate, numbers.Integral) and rate > 0):
             raise ValueError(f"rate must be a positive number of samples per second, got {rate!r}")
+        self._require_started()
         if self._child is not None:
             pcm = codecs.to_int16(samples).astype("<i2").tobytes()
             return self._child.send("send_audio", stream_id=stream_id, samples=base64.b64encode(pcm).decode("ascii"),
@@ -448,20 +657,46 @@ class Receiver(StoreSession):
         await asyncio.wrap_future(self.send_audio(stream_id, samples, rate, encoding=encoding))
 
     def mark(self, stream_id: str, name: str) -> concurrent.futures.Future[None]:
-        """Send a ``mark`` after the audio queued so far; Telnyx echoes it (``rx.marks``) once played."""
-        if self._child is not None:
-            return self._child.send("mark", stream_id=stream_id, name=name)
-        if self._capture is None or not self._capture.running:
-            raise StreamNotOpenError(f"no open media stream {stream_id!r}")
-        return self._capture.mark(stream_id, name)
+        """Send a ``mark`` after the audio queued so far; Telnyx echoes it (``rx.marks``) once played.
+
+        Logged in ``rx.commands`` as command "mark" (options ``stream_id``, ``name``): ``sent_at``
+        now, ``answered_at`` when the capture handed the mark frame to the socket (after the
+        audio queued before it), with the stream's ``call_control_id`` and status "ok"; "failed"
+        when it never went out (a ``clear``, the stream ended, or the error raised here)."""
+        self._require_started()
+        index = self.record_command("mark", None, {"stream_id": stream_id, "name": name})
+        try:
+            if self._child is not None:
+                return self._child.send("mark", stream_id=stream_id, name=name, command=index)
+            if self._capture is None or not self._capture.running:
+                raise StreamNotOpenError(f"no open media stream {stream_id!r}")
+            return self._capture.mark(stream_id, name, index)
+        except Exception as exc:
+            self.command_answered(index, "failed", error=repr(exc))
+            raise
 
     def clear(self, stream_id: str) -> concurrent.futures.Future[None]:
         """Drop audio still queued here and send ``clear`` (Telnyx flushes its queue, echoes marks)."""
+        self._require_started()
         if self._child is not None:
             return self._child.send("clear", stream_id=stream_id)
         if self._capture is None or not self._capture.running:
             raise StreamNotOpenError(f"no open media stream {stream_id!r}")
         return self._capture.clear(stream_id)
+
+
+#: Receivers of this process that listen (a second one started warns, naming the others).
+_LISTENING: weakref.WeakSet[Receiver] = weakref.WeakSet()
+
+
+def _is_loopback(host: str) -> bool:
+    """True for "localhost" and loopback addresses; any other name or address may be reachable."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _weak_handler(rx: Receiver) -> Callable[[dict[str, Any]], None]:

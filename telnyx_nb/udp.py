@@ -8,6 +8,12 @@ read returns. :attr:`ForkPort.clock` says which: ``"kernel"`` or ``"socket_read"
 
 The socket is read on the event loop with ``add_reader``: each wake-up drains every queued
 datagram (non-blocking ``recvmsg`` until it would block).
+
+Datagrams the kernel dropped because the socket's receive buffer was full (the reader fell
+behind a flood) are counted with ``SO_RXQ_OVFL`` on Linux: each datagram carries the socket's
+cumulative drop count as of its arrival, so :attr:`ForkPort.kernel_drops` holds the drops up to
+the newest datagram read (drops after it show when the next one arrives). ``None`` where the
+platform does not report them.
 """
 
 from __future__ import annotations
@@ -19,8 +25,9 @@ import struct
 import sys
 import time
 from collections.abc import Callable
+from typing import Any
 
-__all__ = ["ForkPort", "KERNEL", "SOCKET_READ", "kernel_timestamps_available"]
+__all__ = ["ForkPort", "KERNEL", "SOCKET_READ", "kernel_timestamps_available", "kernel_drops_available"]
 
 #: The clocks that stamp ``received_at`` in any table (``Session.clocks``).
 KERNEL, SOCKET_READ = "kernel", "socket_read"
@@ -31,9 +38,16 @@ KERNEL, SOCKET_READ = "kernel", "socket_read"
 _SO_TIMESTAMPNS = 35
 _GENERIC_ABI = {"x86_64", "aarch64", "arm64", "riscv64"}
 _TIMESPEC = struct.Struct("@qq")
-_ANCILLARY = socket.CMSG_SPACE(_TIMESPEC.size) if hasattr(socket, "CMSG_SPACE") else 0
+# SO_RXQ_OVFL (Linux 2.6.33+, 40 in asm-generic; the socket module names it on few builds): a
+# control message with the socket's cumulative count of datagrams dropped, a native uint32.
+_SO_RXQ_OVFL: int = getattr(socket, "SO_RXQ_OVFL", 40)
+_DROPS = struct.Struct("@I")
+_ANCILLARY = (socket.CMSG_SPACE(_TIMESPEC.size) + socket.CMSG_SPACE(_DROPS.size)
+              if hasattr(socket, "CMSG_SPACE") else 0)
 
-OnDatagram = Callable[[bytes, int], None]
+#: ``on_datagram(data, received_ns, sender)``; ``sender`` is the socket address it came from:
+#: ``(host, port)`` for IPv4, ``(host, port, flowinfo, scope_id)`` for IPv6.
+OnDatagram = Callable[[bytes, int, tuple[Any, ...]], None]
 
 
 def kernel_timestamps_available() -> bool:
@@ -41,8 +55,13 @@ def kernel_timestamps_available() -> bool:
     return sys.platform == "linux" and platform.machine() in _GENERIC_ABI and _ANCILLARY > 0
 
 
+def kernel_drops_available() -> bool:
+    """True where this module can ask the kernel to count the datagrams it dropped (Linux, generic ABI)."""
+    return kernel_timestamps_available()
+
+
 class ForkPort:
-    """One bound UDP port; ``on_datagram(data, received_ns)`` runs on the loop per datagram.
+    """One bound UDP port; ``on_datagram(data, received_ns, sender)`` runs on the loop per datagram.
 
     ``rcvbuf``: the SO_RCVBUF asked for, in bytes (``rcvbuf`` afterwards holds what the kernel
     granted). ``read_size``: the largest datagram read whole, in bytes. ``clock``: "kernel"
@@ -57,11 +76,21 @@ class ForkPort:
             self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
             self._sock.bind((host, port))
             self.clock = SOCKET_READ
+            #: Datagrams the kernel dropped on this socket (receive buffer full) up to the newest
+            #: one read; None where the platform does not say (see the module docstring).
+            self.kernel_drops: int | None = None
             if kernel_timestamps_available():
                 try:
                     self._sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
                     if self._sock.getsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS):
                         self.clock = KERNEL
+                except OSError:
+                    pass
+            if kernel_drops_available():
+                try:
+                    self._sock.setsockopt(socket.SOL_SOCKET, _SO_RXQ_OVFL, 1)
+                    if self._sock.getsockopt(socket.SOL_SOCKET, _SO_RXQ_OVFL):
+                        self.kernel_drops = 0
                 except OSError:
                     pass
         except BaseException:
@@ -89,12 +118,13 @@ class ForkPort:
     def _drain(self) -> None:
         sock, size, deliver = self._sock, self._read_size, self._on_datagram
         kernel = self.clock == KERNEL
+        use_recvmsg = kernel or self.kernel_drops is not None
         while True:
             try:
-                if kernel:
-                    data, ancillary, _flags, _addr = sock.recvmsg(size, _ANCILLARY)
+                if use_recvmsg:
+                    data, ancillary, _flags, sender = sock.recvmsg(size, _ANCILLARY)
                 else:
-                    data, _addr = sock.recvfrom(size)
+                    data, sender = sock.recvfrom(size)
                     ancillary = []
             except (BlockingIOError, InterruptedError):
                 return
@@ -102,10 +132,14 @@ class ForkPort:
                 return
             ns = 0
             for level, kind, value in ancillary:
-                if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(value) >= _TIMESPEC.size:
+                if level != socket.SOL_SOCKET:
+                    continue
+                if kind == _SO_TIMESTAMPNS and len(value) >= _TIMESPEC.size:
                     seconds, nanoseconds = _TIMESPEC.unpack_from(value)
                     ns = seconds * 1_000_000_000 + nanoseconds
+                elif kind == _SO_RXQ_OVFL and len(value) >= _DROPS.size:    # sent only once drops > 0
+                    self.kernel_drops = _DROPS.unpack_from(value)[0]
             if not ns:
                 ns = time.time_ns()
                 self.unstamped += kernel
-            deliver(data, ns)
+            deliver(data, ns, sender)

@@ -114,3 +114,96 @@ def test_the_store_applies_the_lapse_to_arrival_stamps():
     table = store.table("rtp")
     assert table["call_control_id"].isna().tolist() == [True, False]
     assert table["call_control_id"].iloc[1] == "call-A"
+
+
+# -- SSRC changes (rules 1-5 of store.attribution) ------------------------------------------------------
+
+MEDIA_SERVER = ("192.0.2.10", 30000)
+
+
+def send(store: Store, ssrc: int, seqs, at: int, target: str = "rx", sender=MEDIA_SERVER) -> None:
+    for seq in seqs:
+        packet = rtp.parse_fork_packet(rtp.build_rtp(rtp.RtpPacket(0, seq & 0xFFFF, 160 * seq, ssrc, b"\xff" * 160)))
+        store.add_packet(target, packet, at, sender)
+
+
+def calls(store: Store) -> dict[int, str | None]:
+    return {s.ssrc: s.call_control_id for s in store.sources}
+
+
+def claimed_store() -> tuple[Store, Clock]:
+    clock = Clock()
+    store = Store(clock=clock)
+    store.claim_fork("call-A")
+    send(store, 1, range(100, 110), clock.now)
+    return store, clock
+
+
+@pytest.mark.parametrize(("first", "inherits"), [(110, True), (117, True), (118, False), (109, False)])
+def test_a_new_ssrc_inherits_only_within_the_sequence_window(first, inherits):
+    store, clock = claimed_store()                      # SSRC 1's newest is 109; the window is 8
+    send(store, 2, [first], clock.now + S)
+    assert calls(store)[2] == ("call-A" if inherits else None)
+
+
+def test_the_sequence_window_wraps_and_is_a_parameter():
+    clock = Clock()
+    store = Store(clock=clock)
+    store.claim_fork("call-A")
+    send(store, 1, [65534, 65535], clock.now)
+    send(store, 2, [65536 + 2], clock.now)              # seq 2 after 65535: 3 later, across the wrap
+    assert calls(store)[2] == "call-A"
+    narrow = ForkAttribution(5.0, clock, seq_window=1)
+    old = RtpSource(0, "rx", 1, "call-A", clock.now, last_seq=10, src_host="h", src_port=1)
+    new = RtpSource(1, "rx", 2, None, clock.now, first_seq=12, src_host="h", src_port=1)
+    narrow.attribute(new, [old])
+    assert new.call_control_id is None
+    with pytest.raises(ValueError, match="seq_window"):
+        ForkAttribution(5.0, clock, seq_window=0)
+
+
+def test_an_ssrc_change_needs_the_same_target_and_sender():
+    store, clock = claimed_store()
+    send(store, 9, [1], clock.now, target="tx")         # takes call-A's tx claim
+    send(store, 2, [110], clock.now + S, target="tx")   # continues SSRC 1, but on tx
+    send(store, 3, [110], clock.now + S, sender=("192.0.2.10", 30001))
+    send(store, 4, [110], clock.now + S, sender=None)   # sender unknown: never inherits
+    assert calls(store) == {1: "call-A", 9: "call-A", 2: None, 3: None, 4: None}
+
+
+def test_a_source_passes_its_call_once_and_the_latest_candidate_wins():
+    clock = Clock()
+    store = Store(clock=clock)
+    store.claim_fork("call-A")
+    store.claim_fork("call-B")
+    send(store, 1, range(100, 110), clock.now)          # call-A
+    send(store, 2, range(100, 110), clock.now + S)      # call-B, heard from later
+    send(store, 3, [110], clock.now + 2 * S)            # continues both: the latest, call-B's
+    send(store, 4, [110], clock.now + 2 * S)            # call-A's 1 is left
+    send(store, 5, [110], clock.now + 2 * S)            # nothing left to continue
+    assert calls(store) == {1: "call-A", 2: "call-B", 3: "call-B", 4: "call-A", 5: None}
+
+
+def test_an_old_ssrc_that_keeps_sending_undoes_the_change_with_its_successors():
+    store, clock = claimed_store()
+    send(store, 2, range(110, 120), clock.now + S)      # inherits call-A from 1...
+    send(store, 3, range(120, 125), clock.now + S)      # ...and 3 from 2
+    send(store, 1, [108, 105], clock.now + 2 * S)       # late packets from before the change: still quiet
+    assert calls(store) == {1: "call-A", 2: "call-A", 3: "call-A"}
+    send(store, 1, [110], clock.now + 2 * S)            # 1 is live alongside 2: two streams, not a change
+    assert calls(store) == {1: "call-A", 2: None, 3: None}
+    assert [s.heir for s in store.sources] == [None, None, None]
+
+
+def test_no_change_after_the_fork_stopped_and_a_waiting_claim_comes_first():
+    store, clock = claimed_store()
+    store.claim_fork("call-B")
+    send(store, 2, [110], clock.now + S)                # a claim waits: call-B's, not an inheritance
+    store.withdraw_fork("call-A")
+    send(store, 3, [111], clock.now + S)                # continues 2 (call-B): inherited
+    send(store, 4, range(130, 135), clock.now + S)
+    assert calls(store) == {1: "call-A", 2: "call-B", 3: "call-B", 4: None}
+    store.withdraw_fork("call-B")
+    send(store, 5, [112], clock.now + S)                # call-B's fork stopped
+    assert calls(store)[5] is None
+    assert [s.attributed_by for s in store.sources] == ["claim", "claim", "ssrc_change", None, None]

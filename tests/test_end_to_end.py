@@ -147,7 +147,7 @@ def test_transcripts_dtmf_and_webhooks(sb, rx):
     events = rx.events
     assert events["event_id"].is_unique and events["verified"].all() and events["call_control_id"].eq(ccid).all()
     assert rx.health()["duplicates"] == sb.webhook_stats().get("duplicated", 0)
-    assert rx.health()["rejected_webhooks"] == 0
+    assert rx.health()["webhooks_rejected"] == 0
     finals = rx.transcripts[rx.transcripts["is_final"]]
     assert finals[["call_control_id", "track", "transcript"]].values.tolist() == \
         [[ccid, "inbound", "hello from the sandbox"]]

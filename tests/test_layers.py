@@ -20,27 +20,35 @@ PACKAGE = Path(telnyx_nb.__file__).parent
 ROOT = "telnyx_nb"
 
 _RECEIVER_SIDE = ("receiver", "capture", "ingest", "udp", "events", "outbound", "session", "store", "audio",
-                  "quality", "emodel", "defaults", "errors", "loopthread", "wire")
+                  "quality", "latency", "talk", "emodel", "defaults", "errors", "loopthread", "wire", "pcap", "reprs")
 
 #: layer -> the layers (module or package names under telnyx_nb) it may depend on, itself included.
 ALLOWED: dict[str, tuple[str, ...]] = {
     "wire": ("wire",),
     "emodel": ("emodel",),
     "loopthread": ("loopthread",),
+    "reprs": ("reprs",),
     "defaults": ("defaults", "wire"),
     "errors": ("errors", "wire"),
-    "sandbox": ("sandbox", "wire", "emodel", "loopthread"),
+    "sandbox": ("sandbox", "wire", "emodel", "loopthread", "reprs"),
     "store": ("store", "defaults", "wire"),
-    "quality": ("quality", "emodel", "wire"),
+    "quality": ("quality", "latency", "talk", "audio", "emodel", "defaults", "wire"),
+    "latency": ("latency", "talk", "audio", "defaults", "wire"),
+    "talk": ("talk", "audio", "defaults", "wire"),
     "audio": ("audio", "wire"),
     "events": ("events", "defaults", "wire"),
     "outbound": ("outbound", "wire"),
     "ingest": ("ingest", "events", "outbound", "store", "udp", "defaults", "wire"),
     "udp": ("udp",),
-    "session": ("session", "store", "audio", "quality", "emodel", "udp", "errors", "defaults", "wire"),
+    "pcap": ("pcap",),
+    "session": ("session", "store", "audio", "quality", "latency", "talk", "emodel", "udp", "errors", "defaults",
+                "wire", "pcap", "reprs"),
     "receiver": _RECEIVER_SIDE,
-    "capture": tuple(layer for layer in _RECEIVER_SIDE if layer not in ("receiver", "session", "quality", "audio")),
+    "capture": tuple(layer for layer in _RECEIVER_SIDE
+                     if layer not in ("receiver", "session", "quality", "latency", "talk", "audio")),
     "actions": ("actions", *_RECEIVER_SIDE),
+    "widgets": ("widgets", "actions", *_RECEIVER_SIDE),
+    "plots": ("plots", *_RECEIVER_SIDE),
 }
 #: The top layer: the public facade and the command line, which may use everything.
 TOP = ("telnyx_nb", "telnyx_nb.cli", "telnyx_nb.demo")

@@ -8,6 +8,7 @@ import pytest
 import telnyx
 
 import telnyx_nb as tnb
+from telnyx_nb.store.commands import SECRET_MARKER
 
 
 @pytest.fixture
@@ -65,3 +66,10 @@ def test_helpers_fill_from_the_receiver_and_pass_options_through(recorded):
             {},
             {"stream_url": "wss://elsewhere.test/ws", "stream_track": "inbound_track", "stream_auth_token": "tok"},
         ]
+        commands = rx.commands                       # what the helpers given rx sent, token masked
+        assert commands.command.tolist() == ["streaming_start", "fork_start", "transcription_start",
+                                             "streaming_stop", "streaming_start"]
+        assert commands.status.tolist() == ["ok"] * 5 and commands.call_control_id.tolist() == [ccid] * 5
+        assert commands.command_id.tolist() == [command_ids[i] for i in (0, 1, 2, 3, 6)]
+        assert commands.options.iloc[0] == {**bodies[0], "stream_auth_token": SECRET_MARKER,
+                                            "command_id": command_ids[0]}

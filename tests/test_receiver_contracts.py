@@ -353,7 +353,7 @@ def test_l16_byteorder_little_decodes_streams_and_forks_and_encodes_playback(sig
                 for k in range(4):
                     await ws.send_str(media_frame(k + 2, k + 1, little[640 * k: 640 * (k + 1)]))
                 await await_until(lambda: len(rx.frames) == 4, what="4 L16 frames")
-                played = rx.send_audio(SID, samples[:640], 16000)    # 2 frames back, in the stream's codec
+                played = rx.send_audio(SID, samples[:640], 16000, encoding="L16")    # 2 frames back in L16
                 replies = [json.loads((await ws.receive(timeout=timeout(5))).data) for _ in range(2)]
                 await asyncio.to_thread(played.result, timeout(5))
                 return replies

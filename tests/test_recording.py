@@ -5,23 +5,40 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow.dataset as ds
 import pytest
-from test_receiver import CCID, TONE, chunks, media_frame, rtp_packets, start_frame, udp_send, wait_until, ws_send
+from test_receiver import (
+    CCID,
+    TONE,
+    chunks,
+    envelope,
+    media_frame,
+    post,
+    rtp_packets,
+    start_frame,
+    udp_send,
+    wait_until,
+    ws_send,
+)
 
 import telnyx_nb as tnb
+from telnyx_nb.store import recording
 from telnyx_nb.wire import codecs
+from telnyx_nb.wire import rtp as rtp_wire
 
 from waiting import timeout
 
+DATA = Path(__file__).with_name("data")
 PCMU = chunks(codecs.ulaw_encode(TONE[:1600]), 160)
 TABLES = ("events", "transcripts", "frames", "rtp", "streams", "dtmf", "marks", "stream_errors",
           "webhook_errors", "rtp_errors")
@@ -158,16 +175,74 @@ def test_a_failing_disk_stops_the_recording_not_the_receiver(tmp_path):
     assert len(tnb.load(path).frames) == 3               # what was written stays loadable
 
 
+def fork_call(rx: tnb.Receiver, ccid: str, ssrc: int, n: int) -> None:
+    """A webhook for ``ccid``, its fork claimed, ``n`` RTP packets of ``ssrc`` on the rx target."""
+    post(rx.webhook_url, envelope("call.answered", {"call_control_id": ccid}))
+    rx.expect_fork(ccid)
+    packets = [rtp_wire.build_rtp(rtp_wire.RtpPacket(0, seq, 160 * seq, ssrc, PCMU[seq % 10])) for seq in range(n)]
+    udp_send(rx.fork_rx, packets)
+
+
 def test_two_recordings_read_as_one_dataset(tmp_path):
+    """Every row carries its labels and its recording's id: DuckDB and pyarrow.dataset read a
+    directory of recordings as one table per kind and group rows by call, stream and SSRC."""
     duckdb = pytest.importorskip("duckdb")
-    for name, n in (("a", 4), ("b", 6)):
+    expected_frames, expected_rtp, ids = {}, {}, set()
+    for name, n, ssrc in (("a", 4, 0x111), ("b", 6, 0x222)):
         with tnb.Receiver(record_to=tmp_path / f"rec-{name}", flush_interval_s=0.05) as rx:
             send_call(rx, f"s-{name}", range(1, n + 1))
-            wait_until(lambda rx=rx, n=n: len(rx.frames) == n)
-    dataset = ds.dataset([ds.dataset(tmp_path / f"rec-{name}" / "frames", format="parquet") for name in ("a", "b")])
-    assert dataset.count_rows() == 10
-    glob = str(tmp_path / "rec-*" / "frames" / "*.parquet")
-    assert duckdb.sql(f"select count(*), sum(n_bytes) from read_parquet('{glob}')").fetchall() == [(10, 1600)]
+            send_call(rx, f"t-{name}", range(1, 3))       # a second stream of the same call
+            fork_call(rx, f"v3:fork-{name}", ssrc, n + 1)
+            wait_until(lambda rx=rx, n=n: len(rx.frames) == n + 2 and len(rx.rtp) == n + 1)
+            per_stream = rx.frames.groupby("stream_id", observed=True).size()
+            per_call = rx.rtp.groupby("call_control_id", observed=True).size()
+            expected_frames.update({(name, k): v for k, v in per_stream.items()})
+            expected_rtp.update({(name, k): v for k, v in per_call.items()})
+            ids.add(manifest(tmp_path / f"rec-{name}")["recording_id"])
+    assert len(ids) == 2
+    by_id = {manifest(tmp_path / f"rec-{name}")["recording_id"]: name for name in ("a", "b")}
+    root = str(tmp_path / "rec-*")
+    frames = duckdb.sql("select recording_id, stream_id, call_control_id, count(*) "
+                        f"from read_parquet('{root}/frames/*.parquet') group by all").fetchall()
+    assert {(by_id[r], s): n for r, s, _, n in frames} == expected_frames
+    assert {c for _, _, c, _ in frames} == {CCID}
+    rtp = duckdb.sql(f"""
+        select r.recording_id, s.call_control_id, r.ssrc, count(*)
+        from read_parquet('{root}/rtp/*.parquet') r
+        join read_parquet('{root}/sources.parquet') s using (recording_id, target, ssrc)
+        group by all""").fetchall()
+    assert {(by_id[r], c): n for r, c, _, n in rtp} == expected_rtp
+    assert sorted(ssrc for *_, ssrc, _ in rtp) == [0x111, 0x222]
+    [(kind,)] = duckdb.sql(f"select distinct typeof(received_at) from read_parquet('{root}/rtp/*.parquet')").fetchall()
+    assert kind.startswith("TIMESTAMP")
+    for kind, key, expected in (("frames", "stream_id", expected_frames), ("rtp", "ssrc", None)):
+        dataset = ds.dataset([ds.dataset(tmp_path / f"rec-{name}" / kind, format="parquet") for name in ("a", "b")])
+        grouped = dataset.to_table().group_by(["recording_id", key]).aggregate([([], "count_all")]).to_pylist()
+        counts = {(by_id[row["recording_id"]], row[key]): row["count_all"] for row in grouped}
+        if expected is not None:
+            assert counts == expected
+        else:
+            assert counts == {("a", 0x111): 5, ("b", 0x222): 7}
+
+
+def test_recordings_of_version_2_still_load(tmp_path):
+    """tests/data/recording-v2 was written by the version-2 writer (rows holding registry indexes)."""
+    old = tnb.load(DATA / "recording-v2")
+    assert old.manifest["version"] == 2
+    frames = old.frames
+    assert frames["stream_id"].tolist() == ["s-early"] + ["s1"] * 8
+    assert frames["call_control_id"].tolist() == ["v3:other-call"] + ["v3:fixture-call"] * 8
+    assert frames["track"].tolist()[1:4] == ["inbound", "outbound", "inbound"]
+    assert old.rtp["ssrc"].tolist() == [0x1234] * 3 + [0x9999] * 2
+    assert old.rtp["target"].tolist() == ["rx"] * 3 + ["tx"] * 2
+    assert old.rtp["call_control_id"].tolist() == ["v3:fixture-call"] * 5
+    assert old.marks["stream_id"].tolist() == ["s1"] and old.dtmf["digit"].tolist() == ["5"]
+    np.testing.assert_array_equal(old.audio("v3:fixture-call").samples[:160], codecs.ulaw_decode(bytes([1]) * 160))
+    new = tnb.load(old_copy := shutil.copytree(DATA / "recording-v2", tmp_path / "v2"))
+    new = tnb.load(tnb.load(old_copy).save(tmp_path / "v3"))         # written again in this version
+    assert new.manifest["version"] == recording.VERSION
+    for name in (*TABLES, "sources", "commands"):
+        pd.testing.assert_frame_equal(getattr(new, name), getattr(old, name), obj=name)
 
 
 def test_sessions_saved_by_version_0_1_still_load():
@@ -222,3 +297,117 @@ def test_a_store_that_forgets_what_it_flushed_stays_small_and_its_recording_whol
                                   codecs.ulaw_decode(b"".join(bytes([c]) * 160 for c in every_chunk)))
     np.testing.assert_array_equal(loaded.audio("v3:c", "rx", source="fork").samples,
                                   codecs.ulaw_decode(b"".join(bytes([100 + c]) * 160 for c in every_chunk)))
+
+
+def add_frames(store, info, chunk_numbers) -> None:
+    for chunk in chunk_numbers:
+        store.add_frame(info, "inbound", chunk + 1, chunk, 20 * (chunk - 1), bytes([chunk % 256]) * 160, chunk)
+
+
+def test_compaction_merges_segments_and_live_followers_read_each_row_once(tmp_path):
+    from telnyx_nb.store import Store
+    from telnyx_nb.store.recording import Follower, Recorder
+    from telnyx_nb.wire import media as wire_media
+
+    path = tmp_path / "rec"
+    store = Store()
+    recorder = Recorder(store, path, l16_byteorder="big", clocks=dict, forget_flushed=True, compact_parts=4)
+    info = store.start_stream(wire_media.Start("s", 1, CCID, wire_media.MediaFormat("PCMU", 8000)), 1, 0, False)
+    followers = {every: Follower(path, Store()) for every in (1, 2, 3, 5, 7, 100)}
+    for flush in range(1, 16):
+        add_frames(store, info, range(3 * flush - 2, 3 * flush + 1))
+        assert recorder.flush()
+        for every, follower in followers.items():
+            if flush % every == 0:
+                follower.refresh()
+                assert len(follower.store.table("frames")) == 3 * flush
+    parts = sorted(p.name for p in (path / "frames").iterdir())
+    assert parts == ["part-000001-000004.parquet", "part-000005-000008.parquet", "part-000009-000012.parquet",
+                     "part-000013.parquet", "part-000014.parquet", "part-000015.parquet"]
+    recorder.close(1.0)                                         # merges what is left
+    assert sorted(p.name for p in (path / "frames").iterdir())[-1] == "part-000013-000015.parquet"
+    for follower in followers.values():
+        follower.refresh()
+        assert follower.store.table("frames")["chunk"].tolist() == list(range(1, 46))
+    loaded = tnb.load(path)
+    assert loaded.frames["chunk"].tolist() == list(range(1, 46)) and loaded.manifest["torn_rows"] == 0
+    assert len(loaded.audio("s")) == 45 * 160
+
+
+def test_a_kill_at_any_point_of_a_compaction_leaves_a_whole_recording(tmp_path, monkeypatch):
+    """Every state the directory passes through while segments are merged (after each rename
+    and each delete) is copied: each copy loads every flushed row once, a recorder resumed on
+    it goes on without losing or repeating one, and a live follower read through them all."""
+    from telnyx_nb.store import Store
+    from telnyx_nb.store.recording import Follower, Recorder, read
+    from telnyx_nb.wire import media as wire_media
+
+    path, states = tmp_path / "rec", []
+    store = Store()
+    recorder = Recorder(store, path, l16_byteorder="big", clocks=dict, forget_flushed=True, compact_parts=3)
+    info = store.start_stream(wire_media.Start("s", 1, CCID, wire_media.MediaFormat("PCMU", 8000)), 1, 0, False)
+    follower = Follower(path, Store())
+    compacting = []
+    real_compact, real_replace, real_unlink = recorder._compact, os.replace, Path.unlink
+
+    def snapshot() -> None:
+        if compacting:
+            states.append((shutil.copytree(path, tmp_path / f"state-{len(states)}"), recorder._rows["frames"]))
+            follower.refresh()
+            chunks_read = follower.store.table("frames")["chunk"].tolist()
+            assert chunks_read == list(range(1, len(chunks_read) + 1))
+
+    def compact(at_least: int) -> None:
+        compacting.append(True)
+        try:
+            real_compact(at_least)
+        finally:
+            compacting.clear()
+
+    def replace(src, dst) -> None:
+        real_replace(src, dst)
+        snapshot()
+
+    def unlink(self, missing_ok=False) -> None:
+        real_unlink(self, missing_ok=missing_ok)
+        snapshot()
+
+    monkeypatch.setattr(recorder, "_compact", compact)
+    monkeypatch.setattr(recording.os, "replace", replace)
+    monkeypatch.setattr(Path, "unlink", unlink)
+    for flush in range(1, 8):
+        add_frames(store, info, range(2 * flush - 1, 2 * flush + 1))
+        assert recorder.flush()
+    monkeypatch.undo()
+    assert len(states) >= 10                                     # merged file, manifest, one per deleted segment
+    follower.refresh()
+    assert follower.store.table("frames")["chunk"].tolist() == list(range(1, 15))
+    for state, flushed_rows in states:
+        loaded = tnb.load(state)
+        chunks_loaded = loaded.frames["chunk"].tolist()
+        assert chunks_loaded == list(range(1, flushed_rows + 1)), state.name
+        assert loaded.manifest["torn_rows"] == 0
+        resumed, _ = read(state, payloads_in_memory=True)         # the capture restarted on it
+        again = Recorder(resumed, state, l16_byteorder="big", clocks=dict, compact_parts=3)
+        stream = resumed.streams[0]
+        add_frames(resumed, stream, range(flushed_rows + 1, flushed_rows + 4))
+        assert again.flush()
+        again.close(1.0)
+        assert tnb.load(state).frames["chunk"].tolist() == list(range(1, flushed_rows + 4)), state.name
+        files = recording._segment_files(state / "frames")
+        merged = [(first, last) for first, last, _ in files if last > first]
+        assert not [name for first, last, name in files                      # no merged segment is left
+                    if first == last and any(a <= first <= b for a, b in merged)], state.name
+
+
+def test_reads_in_a_loop_ask_for_a_flush_at_most_every_read_flush_interval(tmp_path):
+    with tnb.Receiver(record_to=tmp_path / "rec", flush_interval_s=30, read_flush_interval_s=0.25) as rx:
+        if not rx.process:
+            pytest.skip("a capture thread is read directly, never flushed for a read")
+        send_call(rx, "s1", range(1, 4))
+        wait_until(lambda: len(rx.frames) == 3)
+        before, end, reads = rx.health()["recording_flushes"], time.monotonic() + 1.0, 0
+        while time.monotonic() < end:
+            assert len(rx.frames) == 3
+            reads += 1
+        assert reads > 20 and rx.health()["recording_flushes"] - before <= 5

@@ -210,7 +210,7 @@ def test_serve_prints_the_environment_and_stops():
     lines = out.getvalue().splitlines()
     names = [line.split("=")[0] for line in lines if line.startswith("export ")]
     assert names == ["export TELNYX_BASE_URL", "export TELNYX_API_KEY", "export TELNYX_PUBLIC_KEY",
-                     "export TELNYX_CONNECTION_ID"]
+                     "export TELNYX_CONNECTION_ID", "export TELNYX_SANDBOX_PID"]
     assert lines[0].endswith("/v2") and not thread.is_alive()
 
 

@@ -41,6 +41,11 @@ Where Telnyx's documentation is silent, the sandbox chooses (the protocol facts 
   (RFC 2586 network order); G722/OPUS/AMR-WB fall back to the call's codec (Telnyx: "when
   transcoding is not possible, the codec from the call will be used"). Forks never
   transcode: payload type 0 or 8.
+* **DTMF on a fork.** The far end's digits (scenario or ``send_dtmf``) go on ``rx`` as RFC 4733
+  telephone events, payload type 101, same SSRC and sequence numbers: 100 ms per digit, one
+  packet per 20 ms after that tick's audio packet (the audio goes on), the end packet sent 3
+  times; ground-truth rows of ``path`` "fork_event" (``forker``). Telnyx does not say whether
+  its forks carry events.
 * **Tracks.** ``inbound`` = the far end (the callee of a dialled call, the caller of an
   incoming one) = fork ``rx``; ``outbound`` = the application's side = fork ``tx``.
 * **One stream or fork per call.** ``fork_start`` stops an active stream (``stop`` frame +
@@ -51,8 +56,10 @@ Where Telnyx's documentation is silent, the sandbox chooses (the protocol facts 
   (``originator_cancel`` for a dialled call, ``call_rejected`` for an incoming one).
 * **Bidirectional.** With ``stream_bidirectional_mode="rtp"`` the application's ``media`` is
   decoded with ``stream_bidirectional_codec`` (PCMU/PCMA 8 kHz; L16 big-endian at
-  ``stream_bidirectional_sampling_rate``, resampled linearly) and mixed over the script's
-  outbound track whatever ``stream_bidirectional_target_legs`` says (one leg is emulated).
+  ``stream_bidirectional_sampling_rate``, 16 kHz if none; ``wire.codecs.bidirectional_format``),
+  resampled to the stream's rate with soxr's anti-alias filter (``playback``), and mixed over
+  the script's outbound track whatever ``stream_bidirectional_target_legs`` says (one leg is
+  emulated). ``Sandbox.received_audio`` returns the application's audio as decoded.
   The queue holds at most 120 s (then error 100005). G722/OPUS/AMR-WB app audio gets error
   100002. In ``mp3`` mode app media is accepted and not played. Marks and ``clear`` work in
   both modes. Malformed frames → ``error`` 100003; bad base64 → 100004.
@@ -62,7 +69,11 @@ Where Telnyx's documentation is silent, the sandbox chooses (the protocol facts 
   is echoed in that call's later webhooks. ``streaming.started``/``stopped`` also carry
   ``stream_id``. ``call.dtmf.received`` accompanies ``dtmf`` frames. A WebSocket that ends
   without a ``stop`` (the application closed it, or an impairment dropped it) gets
-  ``streaming.stopped``. There is no transcription-stopped webhook.
+  ``streaming.stopped``. ``call.transcription.stopped`` (the call's ids, ``connection_id`` and
+  ``client_state``; the protocol reference §2.2, "Transcription stopped") follows a
+  ``transcription_stop`` that stopped a transcription, and the end of a call being
+  transcribed (before its ``call.hangup``); real Telnyx's SDK has no model for it, so nothing
+  may depend on it.
 * **Transcription.** Results follow the scenario's word timing (see ``transcription``); the
   engine and its config are validated but every engine behaves the same.
 * **Calls end** when the scenario ends (the far end hangs up, ``normal_clearing``) or on

@@ -37,9 +37,12 @@ from telnyx_nb.sandbox.transcription import Transcriber
 from telnyx_nb.sandbox.webhook_sender import WebhookSender
 from telnyx_nb.wire import codecs, webhooks
 
-__all__ = ["Call", "CallControl", "Route", "COMMAND_WINDOW_S", "ACTIONS"]
+__all__ = ["Call", "CallControl", "Route", "COMMAND_WINDOW_S", "ACTIONS", "MAX_RECEIVED_S"]
 
 COMMAND_WINDOW_S = 60.0
+#: Application audio kept per stream for ``Sandbox.received_audio``, in seconds; later audio
+#: is still played, not kept.
+MAX_RECEIVED_S = 600.0
 ACTIONS = ("answer", "hangup", "streaming_start", "streaming_stop", "fork_start", "fork_stop",
            "transcription_start", "transcription_stop")
 _OTHER_LAW = {"PCMU": "PCMA", "PCMA": "PCMU"}
@@ -90,6 +93,8 @@ class Call:
         self.end_time: str | None = None
         self.ended_mono: float | None = None
         self.first_tick: int | None = None
+        #: When frame 0 of the call's media went out (unix ns on the media clock): call media time 0.
+        self.media_origin_ns: int | None = None
         self.last_frame: int | None = None
         self.frames_played = 0
         self.stream: MediaStream | None = None
@@ -103,6 +108,22 @@ class Call:
         self.commands: dict[str, float] = {}
         self._scripted_dtmf = deque(self.scenario.dtmf)
         self.pending_dtmf: deque[str] = deque()
+        #: stream id -> (rate, int16 little-endian PCM): the application's audio as decoded.
+        self.received: dict[str, tuple[int, bytearray]] = {}
+
+    def record_app_audio(self, stream_id: str, rate: int, samples: np.ndarray) -> None:
+        """Keep the application's audio (decoded, at its bidirectional ``rate``), up to MAX_RECEIVED_S."""
+        rate, pcm = self.received.setdefault(stream_id, (rate, bytearray()))
+        room = int(MAX_RECEIVED_S * rate) * 2 - len(pcm)
+        if room > 0:
+            pcm += samples.astype("<i2").tobytes()[:room]
+
+    def stop_transcription(self) -> None:
+        """End the transcription, if one runs: ``call.transcription.stopped`` (protocol
+        reference §2.2, "Transcription stopped": the call's ids, ``connection_id``, ``client_state``)."""
+        if self.transcriber is not None:
+            self.transcriber = None
+            self.webhook("call.transcription.stopped")
 
     # --- webhooks --------------------------------------------------------------------
     @property
@@ -178,6 +199,7 @@ class Call:
         """Media clock callback: emit frame ``i`` of the call and whatever falls due."""
         if self.first_tick is None:
             self.first_tick = k
+            self.media_origin_ns = self.clock.wall_ns(deadline)
         i = k - self.first_tick
         if self.last_frame is not None and i > self.last_frame + 1:  # the clock skipped ticks: say so
             media = self.stream if self.stream is not None else self.fork
@@ -206,6 +228,8 @@ class Call:
         occurred_at = _now_iso()
         if self.stream is not None:
             self.stream.send_dtmf(digit, occurred_at)
+        elif self.fork is not None:
+            self.fork.send_dtmf(digit)        # RFC 4733 telephone events on rx (``forker``)
         self.webhook("call.dtmf.received", digit=digit, **{"from": self.from_, "to": self.to})
 
     # --- stream callbacks -------------------------------------------------------------
@@ -341,7 +365,7 @@ class CallControl:
         self.clock.unsubscribe(id(call))
         call.stop_stream()
         call.stop_fork()
-        call.transcriber = None
+        call.stop_transcription()
         stats = call_quality_stats(call.ground_truth, call.frames_played) if was_answered else None
         call.webhook("call.hangup", hangup_cause=cause, hangup_source=source,
                      sip_hangup_cause="200" if was_answered else "487", state="hangup", to=call.to,
@@ -402,7 +426,7 @@ class CallControl:
         elif action == "transcription_start":
             self._start_transcription(call, params)
         elif action == "transcription_stop":
-            call.transcriber = None
+            call.stop_transcription()
 
     async def _fork_addresses(self, params: dict[str, Any]) -> dict[str, tuple[str, int]]:
         if params.get("target") is not None:

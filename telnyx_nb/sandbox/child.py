@@ -38,28 +38,28 @@ import sys
 import threading
 from typing import Any
 
-__all__ = ["main", "run_child"]
+__all__ = ["main", "run_child", "LOG_FORMAT"]
+
+#: The child's log lines on stderr, which the parent parses back into records (``process``).
+LOG_FORMAT = "%(asctime)s telnyx_nb-sandbox[%(process)d] %(levelname)s %(name)s: %(message)s"
 
 
 def main(argv: list[str] | None = None) -> int:
+    from telnyx_nb.sandbox.shell import add_arguments, run
+
     parser = argparse.ArgumentParser(prog="python -m telnyx_nb.sandbox",
                                      description="Serve the Telnyx emulator until Ctrl-C; prints TELNYX_* exports.")
-    parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=0, help="port (default: an ephemeral one)")
+    add_arguments(parser)
     parser.add_argument("--child", action="store_true",
                         help="run as the process of a Sandbox(process=True): configuration on stdin, see child.py")
     args = parser.parse_args(argv)
     if args.child:
         return run_child()
-    from telnyx_nb.sandbox.shell import serve
-
-    serve(args.host, args.port)
-    return 0
+    return run(args, parser.prog)
 
 
 def run_child() -> int:
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
-                        format="%(asctime)s telnyx_nb-sandbox[%(process)d] %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format=LOG_FORMAT)
     config = json.loads(sys.stdin.buffer.readline() or b"null")
     if not isinstance(config, dict):
         print("telnyx_nb sandbox: expected the configuration as one JSON line on stdin", file=sys.stderr)

@@ -25,10 +25,12 @@ import secrets
 import threading
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from telnyx_nb.loopthread import LoopThread
+from telnyx_nb.reprs import html_card
 from telnyx_nb.sandbox.calls import Route
 from telnyx_nb.sandbox.control import ControlClient, SandboxProcessError, unpack_snapshot
 from telnyx_nb.sandbox.engine import Engine, check_codec, impairment_arg, scenario_arg
@@ -201,6 +203,18 @@ class Sandbox:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    def __repr__(self) -> str:
+        where = f"process {self.pid}" if self.process and self.running else "thread" if not self.process else "process"
+        return f"<telnyx_nb.Sandbox {'running' if self.running else 'stopped'}: {self.base_url} ({where})>"
+
+    def _repr_html_(self) -> str:
+        """In a notebook: state, the SDK's base URL, connection id and public key, webhook counts."""
+        rows: list[tuple[str, object]] = [("base_url", self.base_url), ("connection_id", self.connection_id),
+                                          ("public_key", self.public_key)]
+        if self.running:
+            rows += [(f"webhooks {name}", count) for name, count in self.webhook_stats().items()]
+        return html_card(repr(self).strip("<>"), rows)
+
     @property
     def running(self) -> bool:
         """True between ``start()`` and ``stop()`` (with ``process=True``: while the child lives)."""
@@ -319,6 +333,53 @@ class Sandbox:
         else:
             snap = self._command("ground_truth", call_control_id=call_control_id)
         return GroundTruth.to_frame(snap, payloads)
+
+    def received_audio(self, call_control_id: str, stream_id: str | None = None) -> tuple[np.ndarray, int]:
+        """What the application sent back on the call's media stream (``stream_id``, else the
+        call's latest one that sent audio), as the sandbox decoded it for playback: int16
+        samples (1-D) and their rate in Hz, decoded with the stream's
+        ``stream_bidirectional_codec`` at its rate (``wire.codecs.bidirectional_format``), every
+        ``media`` frame in the order received, before resampling and mixing; at most
+        ``calls.MAX_RECEIVED_S`` seconds are kept. Only in ``stream_bidirectional_mode="rtp"``
+        (MP3 payloads are not decoded). KeyError for an unknown call, LookupError when
+        nothing was received."""
+        result = self._command("received_audio", call_control_id=call_control_id, stream_id=stream_id)
+        return np.frombuffer(base64.b64decode(result["pcm"]), dtype="<i2").astype(np.int16), int(result["rate"])
+
+    def script(self, call_control_id: str) -> pd.DataFrame:
+        """What the call's scenario says and when: one row per word, in order of utterance.
+
+        Columns: ``call_control_id``, ``track`` ("inbound"/"outbound"; category),
+        ``utterance`` (int64, the utterance's number in the call, in order of start), ``text``
+        (the utterance's text, as its final transcription sends it), ``word``, ``word_index``
+        (int64, the word's place in its utterance), ``start_s``/``end_s`` (float64, the word's
+        span in seconds of call media time: 0 is the first sample of the call's media, played
+        from the answer), ``start_at``/``end_at`` (``datetime64[ns, UTC]``: the same instants on
+        the sandbox's clock — when the frame carrying media time 0 went out, plus the seconds;
+        NaT until the call is answered), ``confidence`` (float64, what its transcription reports).
+        The ground truth for talk time and transcription lag (``telnyx_nb.quality.talk_time``,
+        ``latency``: pass it as ``script=``). KeyError for an unknown call."""
+        import pandas as pd
+
+        result = self._command("script", call_control_id=call_control_id)
+        columns = ["track", "utterance", "text", "word", "word_index", "start_s", "end_s", "confidence"]
+        words = pd.DataFrame(result["words"], columns=columns)
+        origin = result["origin_ns"]
+        frame = pd.DataFrame({
+            "call_control_id": pd.Categorical([call_control_id] * len(words)),
+            "track": pd.Categorical(words["track"], categories=["inbound", "outbound"]),
+            "utterance": words["utterance"].astype("int64"),
+            "text": words["text"].astype(object),
+            "word": words["word"].astype(object),
+            "word_index": words["word_index"].astype("int64"),
+            "start_s": words["start_s"].astype("float64"),
+            "end_s": words["end_s"].astype("float64"),
+        })
+        for col in ("start", "end"):
+            ns = (frame[f"{col}_s"] * 1e9).round().astype("int64") + origin if origin is not None else pd.NaT
+            frame[f"{col}_at"] = pd.Series(ns, index=frame.index).astype("datetime64[ns]").dt.tz_localize("UTC")
+        frame["confidence"] = words["confidence"].astype("float64")
+        return frame
 
     def call_state(self, call_control_id: str) -> str:
         """``ringing``, ``answered`` or ``ended``."""

@@ -16,6 +16,7 @@ audio, runs in a worker thread so that it never holds up the media clock.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import functools
 import inspect
@@ -32,6 +33,7 @@ from telnyx_nb.sandbox.ground_truth import Snapshot
 from telnyx_nb.sandbox.impairments import Impairment
 from telnyx_nb.sandbox.media_clock import MediaClock
 from telnyx_nb.sandbox.scenarios import Scenario, get_scenario
+from telnyx_nb.sandbox.server import log as server_log
 from telnyx_nb.sandbox.server import make_app
 from telnyx_nb.sandbox.webhook_sender import WebhookSender
 from telnyx_nb.wire import webhooks
@@ -40,7 +42,7 @@ __all__ = ["Engine", "COMMANDS", "check_codec", "scenario_arg", "impairment_arg"
 
 #: The commands :meth:`Engine.command` runs (one per ``Sandbox`` method of the same name).
 COMMANDS = ("route", "incoming_call", "hangup", "send_dtmf", "impair", "ground_truth", "call_state", "pacing",
-            "webhook_stats", "wait_webhooks")
+            "webhook_stats", "wait_webhooks", "received_audio", "script")
 _DTMF_DIGITS = "0123456789*#ABCD"
 T = TypeVar("T")
 #: Scenarios rebuilt from a spec, kept so that routing the same scenario twice renders it once.
@@ -107,7 +109,8 @@ class Engine:
                                     sender=self._sender, ring_s=self._ring_s, default_route=self._default_route,
                                     default_webhook_url=self._webhook_url)
         await self._control.start()
-        self._runner = web.AppRunner(make_app(self._control, self.api_key), access_log=None)
+        # aiohttp's own messages (a client gone mid-request) under the sandbox's logger, not aiohttp's
+        self._runner = web.AppRunner(make_app(self._control, self.api_key), access_log=None, logger=server_log)
         await self._runner.setup()
         site = (web.SockSite(self._runner, sock) if sock is not None
                 else web.TCPSite(self._runner, self.host, self.port))
@@ -166,6 +169,23 @@ class Engine:
 
     def _ground_truth(self, call_control_id: str) -> Snapshot:
         return self._call(call_control_id).ground_truth.snapshot()
+
+    def _received_audio(self, call_control_id: str, stream_id: str | None = None) -> dict[str, Any]:
+        received = self._call(call_control_id).received
+        if stream_id is None and received:
+            stream_id = next(reversed(received))
+        if stream_id not in received:
+            raise LookupError(f"no application audio received on {stream_id or 'any stream'} of {call_control_id!r}")
+        rate, pcm = received[stream_id]
+        return {"stream_id": stream_id, "rate": rate, "pcm": base64.b64encode(pcm).decode("ascii")}
+
+    def _script(self, call_control_id: str) -> dict[str, Any]:
+        """The call's scenario words (``Sandbox.script``) and when its media time 0 went out."""
+        call = self._call(call_control_id)
+        utterances = sorted(call.scenario.utterances, key=lambda u: (u.start_s, u.track))
+        words = [[u.track, n, u.text, w.word, k, w.start_s, w.end_s, u.confidence]
+                 for n, u in enumerate(utterances) for k, w in enumerate(u.words)]
+        return {"origin_ns": call.media_origin_ns, "words": words}
 
     def _call_state(self, call_control_id: str) -> str:
         return self._call(call_control_id).state

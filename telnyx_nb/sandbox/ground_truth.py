@@ -24,6 +24,13 @@ NaT for a frame that was not sent. ``delay_ms`` is the extra delay an impairment
   ``seq`` and timestamp do not advance, so those columns are null);
 * ``pending`` — generated, not sent yet (queued behind the socket, or held back by a delay);
 * ``unsent`` — generated, never sent: its connection ended first.
+
+``path`` is "stream" (a media frame), "fork" (an RTP audio packet: one per scenario frame) or
+"fork_event" (an RFC 4733 telephone-event packet the fork sent for a DTMF digit, on ``rx``:
+``frame`` is the tick it went with, ``payload`` its 4 bytes). Event packets share the fork's
+SSRC and sequence numbers, so every packet a receiver gets is a ``fork`` or ``fork_event`` row;
+they are not frames: selecting ``path == "fork"`` gives the frames alone, and :meth:`fates`,
+:meth:`delays_ms` (hence ``call_quality_stats``) count frames only.
 """
 
 from __future__ import annotations
@@ -42,7 +49,8 @@ COLUMNS = ("path", "track", "chunk", "seq", "due_at", "sent_at", "fate", "delay_
            "rtp_timestamp", "timestamp", "sequence_number", "frame", "n_bytes")
 #: Every value of the ``fate`` column.
 FATES = ("delivered", "dropped", "duplicated", "skipped", "pending", "unsent")
-_PATHS = ("stream", "fork")
+_PATHS = ("stream", "fork", "fork_event")
+_EVENT_PATH = 2
 _TRACKS = ("inbound", "outbound", "rx", "tx")
 _DELIVERED, _DROPPED, _DUPLICATED, _SKIPPED, _PENDING, _UNSENT, _PENDING_TWICE = range(7)
 #: Stored fate codes -> labels (a frame pending with two copies shows as "pending" too).
@@ -127,6 +135,12 @@ class GroundTruth:
         return self._add(1, track, due_at_ns, fate, delay_s, n_bytes, _NA, seq, ssrc, rtp_timestamp, _NA, _NA,
                          frame, None, source)
 
+    def add_fork_event(self, track: str, seq: int, rtp_timestamp: int, ssrc: int, due_at_ns: int, fate: str,
+                       delay_s: float, frame: int, payload: bytes) -> int:
+        """A row for a telephone-event packet (path ``fork_event``) sent with frame ``frame``."""
+        return self._add(_EVENT_PATH, track, due_at_ns, fate, delay_s, len(payload), _NA, seq, ssrc, rtp_timestamp,
+                         _NA, _NA, frame, None, payload)
+
     # Runs for every frame on the media clock: plain appends, no loops.
     def _add(self, path: int, track: str, due_at_ns: int, fate: str, delay_s: float, n_bytes: int, chunk: int,
              seq: int, ssrc: int, rtp_timestamp: int, timestamp: int, sequence_number: int, frame: int,
@@ -187,8 +201,8 @@ class GroundTruth:
         be when sent (``delivered`` or ``duplicated``; for call_quality_stats)."""
         codes = {_TRACK_CODE[t] for t in tracks}
         counts = [0] * len(_FATE_LABELS)
-        for track, fate in zip(self._track, self._fate, strict=True):
-            if track in codes:
+        for path, track, fate in zip(self._path, self._track, self._fate, strict=True):
+            if track in codes and path != _EVENT_PATH:
                 counts[fate] += 1
         result = dict.fromkeys(FATES, 0)
         for code, label in enumerate(_FATE_LABELS):
@@ -202,8 +216,8 @@ class GroundTruth:
         """Added delays of the rows on ``tracks`` that were (or are about to be) sent."""
         codes = {_TRACK_CODE[t] for t in tracks}
         going = {_DELIVERED, _DUPLICATED, _PENDING, _PENDING_TWICE}
-        rows = zip(self._track, self._fate, self._delay_ms, strict=True)
-        return [d for t, f, d in rows if t in codes and f in going]
+        rows = zip(self._path, self._track, self._fate, self._delay_ms, strict=True)
+        return [d for p, t, f, d in rows if t in codes and f in going and p != _EVENT_PATH]
 
     @staticmethod
     def payloads(snap: Snapshot) -> list[bytes]:

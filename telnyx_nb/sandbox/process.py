@@ -14,16 +14,23 @@ runs alongside the notebook's own work; :meth:`SandboxProcess.wait_ready` is wha
 its ready line (at most ``start_timeout`` seconds from the spawn). The parent keeps no copy
 of the sockets: a child that dies takes them along, and a client is refused, not left hanging.
 
-The child's stderr goes to an anonymous temporary file (nothing to drain, nothing to block),
-whose tail is quoted when the child fails to start or has died.
+The child's stderr goes to an anonymous temporary file (nothing to drain, nothing to block: a
+notebook busy in a long C call cannot stall the child's logging), whose tail is quoted when the
+child fails to start or has died. A thread of the parent follows that file (every
+``LOG_POLL_S`` seconds) and passes each of the child's log records to the parent's logger of
+the same name and level (``telnyx_nb.sandbox.…``; the child's format is ``child.LOG_FORMAT``),
+so its messages — a webhook given up, say — reach the notebook's ``logging``, never a cell's
+output; any other line goes to ``telnyx_nb.sandbox`` as a warning.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import queue
+import re
 import signal
 import socket
 import subprocess
@@ -40,6 +47,10 @@ from telnyx_nb.sandbox.control import SandboxProcessError
 __all__ = ["SandboxProcess", "STDERR_TAIL_BYTES"]
 
 STDERR_TAIL_BYTES = 4000
+#: How often the parent reads what the child has added to its stderr file (seconds).
+LOG_POLL_S = 0.25
+#: A log line of the child (see ``child.LOG_FORMAT``): level, logger name, message.
+_RECORD = re.compile(r"^\S+ \S+ telnyx_nb-sandbox\[\d+\] (?P<level>[A-Z]+) (?P<name>telnyx_nb[\w.]*): (?P<message>.*)$")
 #: Connections the API and control sockets queue while the child boots or is busy.
 _BACKLOG = 512
 #: The directory that holds the ``telnyx_nb`` package the parent runs: the child imports the same.
@@ -59,6 +70,7 @@ class SandboxProcess:
         self._deadline = 0.0
         self._ready: dict[str, Any] | None = None
         self._failure: SandboxProcessError | None = None
+        self._log: threading.Thread | None = None
 
     @property
     def pid(self) -> int | None:
@@ -115,6 +127,9 @@ class SandboxProcess:
             proc.stdin.flush()
         except OSError:
             pass  # it died already: reported by wait_ready with its stderr
+        self._log = threading.Thread(target=_follow_log, args=(self._stderr, proc), name="telnyx_nb-sandbox-log",
+                                     daemon=True)
+        self._log.start()
         stdout, lines = proc.stdout, self._ready_line
         threading.Thread(target=lambda: lines.put(stdout.readline()), name="telnyx_nb-sandbox-ready",
                          daemon=True).start()
@@ -221,9 +236,49 @@ class SandboxProcess:
         _close_quietly(proc.stdout)
 
     def close(self) -> None:
-        """Forget the child (after :meth:`stop`); its stderr file is deleted."""
+        """Forget the child (after :meth:`stop`): its last log records are passed on, its stderr
+        file is deleted."""
+        if self._log is not None:
+            self._log.join(4 * LOG_POLL_S)
         _close_quietly(self._stderr)
         self._proc = None
+
+
+def _follow_log(handle: IO[bytes], proc: subprocess.Popen[bytes]) -> None:
+    """Pass the child's stderr lines to logging until it has exited and all is read (or the
+    file is closed): a record's traceback lines go with it, in one message."""
+    offset, pending = 0, b""
+    record: tuple[str, int, list[str]] | None = None
+    while True:
+        exited = proc.poll() is not None
+        try:
+            data = os.pread(handle.fileno(), 1 << 16, offset)
+        except (OSError, ValueError):  # closed by close()
+            data, exited = b"", True
+        offset += len(data)
+        *lines, pending = (pending + data).split(b"\n")
+        for raw in lines:
+            text = raw.decode("utf-8", "replace")
+            match = _RECORD.match(text)
+            if match is not None or record is None:
+                _emit(record)
+                level = logging.getLevelName(match["level"]) if match else logging.WARNING
+                record = ((match["name"], level if isinstance(level, int) else logging.WARNING, [match["message"]])
+                          if match else ("telnyx_nb.sandbox", logging.WARNING, [text]))
+            else:
+                record[2].append(text)
+        if not data:
+            _emit(record)
+            record = None
+            if exited:
+                return
+            time.sleep(LOG_POLL_S)
+
+
+def _emit(record: tuple[str, int, list[str]] | None) -> None:
+    if record is not None:
+        name, level, lines = record
+        logging.getLogger(name).log(level, "%s", "\n".join(lines))
 
 
 def _close_quietly(handle: IO[bytes] | None) -> None:

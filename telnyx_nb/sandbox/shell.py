@@ -1,29 +1,49 @@
-"""``serve()``: run a sandbox in the foreground for other programs (``telnyx-nb sandbox``)."""
+"""The sandbox as a server for other programs (``telnyx-nb sandbox``, ``python -m telnyx_nb.sandbox``).
+
+``serve()`` runs one in the foreground and prints ``export`` lines for the SDK's environment
+variables; ``--env-file`` also writes them to a file (mode 0600) and ``--detach`` starts the
+server in the background and returns once it is listening, so that
+``eval "$(telnyx-nb sandbox --detach)"`` sets up the calling shell (stop it with
+``kill $TELNYX_SANDBOX_PID``).
+"""
 
 from __future__ import annotations
 
+import argparse
+import os
 import signal
+import subprocess
 import sys
+import tempfile
 import threading
+import time
+from pathlib import Path
 from typing import TextIO
 
 from telnyx_nb.sandbox.emulator import Sandbox
 
-__all__ = ["serve"]
+__all__ = ["serve", "add_arguments", "run"]
+
+#: How long ``--detach`` waits for the background server to listen (seconds).
+DETACH_TIMEOUT_S = 30.0
 
 
 def serve(host: str = "127.0.0.1", port: int = 0, *, out: TextIO | None = None,
-          stop: threading.Event | None = None) -> None:
-    """Start a sandbox, print ``export`` lines for the SDK's environment variables, and block
-    until Ctrl-C / SIGTERM (or ``stop`` is set, for embedding). The emulator runs on a thread
-    of this process (``process=False``): this process is the sandbox's."""
+          stop: threading.Event | None = None, env_file: str | os.PathLike[str] | None = None) -> None:
+    """Start a sandbox, print ``export`` lines for the SDK's environment variables (and write
+    them to ``env_file``, mode 0600, replaced atomically, when given), and block until Ctrl-C /
+    SIGTERM (or ``stop`` is set, for embedding). The emulator runs on a thread of this process
+    (``process=False``): this process is the sandbox's. OSError when ``host:port`` cannot be
+    bound."""
     out = out or sys.stdout
     stop = stop or threading.Event()
     with Sandbox(host, port, process=False) as sb:
-        for name, value in sb.env().items():
-            print(f"export {name}={value}", file=out)
-        print(f"export TELNYX_CONNECTION_ID={sb.connection_id}", file=out)
-        print("# sandbox running; Ctrl-C to stop", file=out, flush=True)
+        exports = "".join(f"export {name}={value}\n" for name, value in
+                          {**sb.env(), "TELNYX_CONNECTION_ID": sb.connection_id,
+                           "TELNYX_SANDBOX_PID": str(os.getpid())}.items())
+        if env_file is not None:
+            _write_private(Path(env_file), exports)
+        print(exports + "# sandbox running; Ctrl-C to stop", file=out, flush=True)
         previous = {}
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
@@ -34,3 +54,59 @@ def serve(host: str = "127.0.0.1", port: int = 0, *, out: TextIO | None = None,
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The server's options, shared by ``telnyx-nb sandbox`` and ``python -m telnyx_nb.sandbox``."""
+    parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=0, help="port (default: an ephemeral one)")
+    parser.add_argument("--env-file", metavar="PATH",
+                        help="also write the export lines to PATH (mode 0600), for another shell to source")
+    parser.add_argument("--detach", action="store_true",
+                        help="serve in the background; print the export lines (with TELNYX_SANDBOX_PID) and "
+                             'return, for eval "$(telnyx-nb sandbox --detach)"')
+
+
+def run(args: argparse.Namespace, prog: str) -> int:
+    """Run the server as ``args`` say; returns the exit status (1, with one line on stderr,
+    when it cannot listen or the background server does not come up)."""
+    if args.detach:
+        return _detach(args, prog)
+    try:
+        serve(args.host, args.port, env_file=args.env_file)
+    except OSError as exc:
+        print(f"{prog}: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _detach(args: argparse.Namespace, prog: str) -> int:
+    with tempfile.TemporaryDirectory(prefix="telnyx_nb-sandbox-") as tmp:
+        env_file = Path(args.env_file or Path(tmp) / "env")
+        with open(Path(tmp) / "stderr", "w+b") as err:
+            child = subprocess.Popen(
+                [sys.executable, "-m", "telnyx_nb.sandbox", "--host", args.host, "--port", str(args.port),
+                 "--env-file", str(env_file)],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+            deadline = time.monotonic() + DETACH_TIMEOUT_S
+            while not env_file.exists() and child.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if not env_file.exists():
+                if child.poll() is None:
+                    child.kill()
+                err.seek(0)
+                lines = err.read().decode("utf-8", "replace").strip().splitlines()
+                print(f"{prog}: the background sandbox did not start: {lines[-1] if lines else 'no output'}",
+                      file=sys.stderr)
+                return 1
+        print(env_file.read_text() + f"# sandbox running in the background; stop it with: kill {child.pid}",
+              flush=True)
+    return 0
+
+
+def _write_private(path: Path, text: str) -> None:
+    partial = path.with_name(path.name + ".partial")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.replace(partial, path)

@@ -67,11 +67,11 @@ class MediaStream:
         self.codec = codecs.get_codec(self.encoding)
         self.auth_token: str | None = params.get("stream_auth_token")
         self.custom_parameters = {p["name"]: str(p.get("value") or "") for p in params.get("custom_parameters") or []}
-        self.bidirectional = params.get("stream_bidirectional_mode") == "rtp"
-        self.app_codec: str = params.get("stream_bidirectional_codec") or "PCMU"
-        self.app_rate: int = (params.get("stream_bidirectional_sampling_rate")
-                              or (16000 if self.app_codec == "L16" else 8000))
-        self.playback = Playback(self.codec.sample_rate, self.codec.frame_bytes() // self.codec.bytes_per_sample)
+        app_format = codecs.bidirectional_format(params)      # None: mp3 mode
+        self.bidirectional = app_format is not None
+        self.app_codec, self.app_rate = app_format or ("PCMU", 8000)
+        self.playback = Playback(self.codec.sample_rate, self.codec.frame_bytes() // self.codec.bytes_per_sample,
+                                 self.app_rate)
         self.ws: aiohttp.ClientWebSocketResponse[bool] | None = None
         self.live = False
         self.closed = False
@@ -305,9 +305,10 @@ class MediaStream:
         except ValueError as exc:
             self._app_error(100003, str(exc))
             return
-        rate = 8000 if self.app_codec in ("PCMU", "PCMA") else self.app_rate
-        if not self.playback.push_audio(codecs.resample(samples, rate, self.codec.sample_rate)):
+        if not self.playback.push_audio(samples):
             self._app_error(100005, "playback queue is full")
+        else:
+            self.call.record_app_audio(self.stream_id, self.app_rate, samples)
 
     def _echo_mark(self, name: str) -> None:
         self._enqueue(media.dumps(self.sender.mark(name)))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from array import array
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -11,7 +11,7 @@ import pandas as pd
 
 from telnyx_nb.defaults import EXCERPT_CHARS
 
-__all__ = ["Columns", "excerpt", "utc", "parse_times", "labels", "ints", "plain"]
+__all__ = ["Columns", "excerpt", "utc", "parse_times", "label_dtype", "category", "as_labels", "labels", "ints"]
 
 
 def excerpt(data: str | bytes | bytearray | memoryview) -> str:
@@ -22,14 +22,23 @@ def excerpt(data: str | bytes | bytearray | memoryview) -> str:
 
 
 def utc(ns: Iterable[int] | np.ndarray) -> pd.DatetimeIndex:
-    """Nanoseconds since the epoch (int64 min = missing) as ``datetime64[ns, UTC]``."""
-    return pd.DatetimeIndex(np.asarray(ns, dtype=np.int64).view("datetime64[ns]")).tz_localize("UTC")
+    """Nanoseconds since the epoch (int64 min = missing) as ``datetime64[ns, UTC]`` (sharing
+    memory with ``ns`` when it is an int64 array: 20x faster than ``tz_localize``)."""
+    return pd.DatetimeIndex(np.asarray(ns, dtype=np.int64).view("datetime64[ns]"), dtype=_UTC)
+
+
+_UTC = pd.DatetimeTZDtype("ns", "UTC")
 
 
 def parse_times(values: Iterable[str | None]) -> pd.DatetimeIndex:
-    """Telnyx ISO-8601 timestamps (``...Z``) as ``datetime64[ns, UTC]``; bad or missing -> NaT."""
+    """Telnyx ISO-8601 timestamps (``...Z``) as ``datetime64[ns, UTC]``; bad, missing or outside
+    what nanoseconds hold (1677-09-21 to 2262-04-11; pandas parses years 1 to 9999) -> NaT."""
     parsed = pd.to_datetime(pd.Series(list(values), dtype=object), utc=True, format="ISO8601", errors="coerce")
+    parsed = parsed.where((parsed >= _NS_MIN) & (parsed <= _NS_MAX))
     return pd.DatetimeIndex(parsed).as_unit("ns")
+
+
+_NS_MIN, _NS_MAX = pd.Timestamp.min.tz_localize("UTC"), pd.Timestamp.max.tz_localize("UTC")
 
 
 class Columns:
@@ -65,19 +74,48 @@ class Columns:
         return {name: column[:] for name, column in self.columns.items()}
 
 
-def labels(values: list[str | None], index: np.ndarray) -> pd.Categorical:
-    """``values[index]`` as a Categorical (None = missing), without a Python string per row."""
-    table = pd.Categorical(pd.Series(values, dtype=object))
-    return pd.Categorical.from_codes(table.codes[index], table.categories)
+def label_dtype(categories: Iterable[str]) -> pd.CategoricalDtype:
+    """The dtype of a label column: ``category`` whose categories are an Index of dtype ``str``
+    (object on pandas 2, the string dtype on pandas 3), explicit so that a table has the same
+    dtype however its values arrived (live, from a recording, from parquet)."""
+    return pd.CategoricalDtype(pd.Index(list(categories), dtype=str))
+
+
+def category(values: Iterable[object], categories: Iterable[str] | None = None) -> pd.Categorical:
+    """Label values (strings; None/NaN = missing) as a Categorical of :func:`label_dtype`;
+    ``categories`` default to the distinct strings, sorted. A value outside ``categories`` is missing."""
+    raw = np.asarray(values if isinstance(values, pd.Series | np.ndarray) else list(values), dtype=object)
+    codes, uniques = pd.factorize(raw)
+    if categories is None:
+        categories = sorted(v for v in uniques if isinstance(v, str))
+    dtype = label_dtype(categories)
+    position = dtype.categories.get_indexer(pd.Index(uniques, dtype=object))
+    return pd.Categorical.from_codes(np.append(position, -1)[codes], dtype=dtype)
+
+
+def as_labels(df: pd.DataFrame, columns: Iterable[str]) -> pd.DataFrame:
+    """``df`` with each of ``columns`` (those it has) as a label column (:func:`category`);
+    a column already of :func:`label_dtype` is kept as it is. Modifies and returns ``df``."""
+    for col in columns:
+        if col in df.columns and not _is_label(df[col].dtype):
+            df[col] = category(df[col])
+    return df
+
+
+def _is_label(dtype: object) -> bool:
+    return isinstance(dtype, pd.CategoricalDtype) and dtype.categories.dtype == label_dtype(()).categories.dtype
+
+
+def labels(values: Sequence[str | None], index: np.ndarray) -> pd.Categorical:
+    """``values[index]`` as a label column (:func:`category`; None = missing), without a Python
+    string per row: ``values`` is a registry (one entry per stream or source), ``index`` the rows' entries."""
+    categories = sorted({v for v in values if isinstance(v, str)})
+    position = {name: code for code, name in enumerate(categories)}
+    codes = np.array([position.get(v, -1) if isinstance(v, str) else -1 for v in values], dtype=np.int32)
+    return pd.Categorical.from_codes(codes[index], dtype=label_dtype(categories))
 
 
 def ints(values: list[int | None], index: np.ndarray) -> pd.arrays.IntegerArray:
     """``values[index]`` as nullable Int64 (None = missing)."""
     raw = np.array([-1 if v is None else v for v in values], dtype=np.int64)[index]
     return pd.arrays.IntegerArray(raw, raw < 0)
-
-
-def plain(column: pd.Series) -> pd.Series:
-    """A Categorical label column as plain strings, the dtype the public tables use."""
-    values = np.array([*column.cat.categories, None], dtype=object)
-    return pd.Series(values[column.cat.codes.to_numpy()], index=column.index)

@@ -11,7 +11,7 @@ Layout (``FORMAT`` "telnyx_nb.session", ``VERSION`` 1)::
     payloads/<kind>-<key>.bin  the payload bytes of one stream track (``frames``) or RTP source (``rtp``)
 
 Dict columns (``events.payload``, ``streams.custom_parameters``) are stored as JSON text and
-read back as dicts.
+read back as dicts; label columns are read back as ``category`` (``schema.LABEL_COLUMNS``).
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ import orjson
 import pandas as pd
 import pyarrow.parquet as pq
 
-from telnyx_nb.store.schema import JSON_COLUMNS, TIME_COLUMNS
+from telnyx_nb.store.columns import as_labels
+from telnyx_nb.store.schema import JSON_COLUMNS, LABEL_COLUMNS, TIME_COLUMNS
 
 __all__ = ["FORMAT", "VERSION", "is_session", "read", "read_payload"]
 
@@ -58,7 +59,7 @@ def read(path: str | PathLike[str]) -> tuple[dict[str, Any], dict[str, pd.DataFr
             df[col] = df[col].astype("datetime64[ns, UTC]")
         for col in JSON_COLUMNS.get(name, []):
             df[col] = [orjson.loads(value) for value in df[col]]
-        tables[name] = df
+        tables[name] = as_labels(df, LABEL_COLUMNS.get(name, ()))
     return manifest, tables
 
 

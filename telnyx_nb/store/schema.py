@@ -8,7 +8,8 @@ import numpy as np
 
 __all__ = [
     "TABLES", "TRACKS", "TARGETS", "TRACK_CODE", "FORK_TRACK", "TIME_COLUMNS", "JSON_COLUMNS", "BOOL_COLUMNS",
-    "STATIC_PAYLOAD_TYPES", "NAT", "FRAME_ROW", "FRAME_DTYPE",
+    "STATIC_PAYLOAD_TYPES", "DEFAULT_PAYLOAD_TYPES", "COLUMN_DEFAULTS", "DTMF_SOURCES", "NAT", "FRAME_ROW",
+    "FRAME_DTYPE", "LABEL_COLUMNS",
 ]
 
 #: int64 min: a missing time in the nanosecond columns (NaT once converted).
@@ -18,8 +19,19 @@ TARGETS = ("rx", "tx")
 TRACK_CODE = {name: code for code, name in enumerate(TRACKS)}
 #: ``audio(source="fork")`` takes a fork target, or the stream track it corresponds to.
 FORK_TRACK = {"rx": "rx", "tx": "tx", "inbound": "rx", "outbound": "tx"}
-#: RTP payload types with a static codec (RFC 3551); dynamic ones come from the receiver's map.
-STATIC_PAYLOAD_TYPES = {0: "PCMU", 8: "PCMA"}
+#: RTP payload types with a static meaning (RFC 3551: G.711, RFC 3389 comfort noise); dynamic
+#: ones come from the receiver's map.
+STATIC_PAYLOAD_TYPES = {0: "PCMU", 8: "PCMA", 13: "CN"}
+#: What a store knows without being told: the static types, and RFC 4733 telephone events on
+#: 101, the dynamic type they conventionally use (a receiver's ``payload_types`` may remap it).
+DEFAULT_PAYLOAD_TYPES = {**STATIC_PAYLOAD_TYPES, 101: "telephone-event"}
+#: ``dtmf``'s ``source``: a media stream's ``dtmf`` frame, or forked RTP telephone events.
+DTMF_SOURCES = ("stream", "fork")
+#: Stored columns a table gained after recordings were first written, and the value rows of
+#: an older recording read back with (``dtmf``: stream rows, as all rows were then).
+COLUMN_DEFAULTS: dict[str, dict[str, object]] = {
+    "dtmf": {"rtp_source": -1, "duration_ms": float("nan"), "end": -1, "leg": None},
+}
 
 #: Every table and its ``datetime64[ns, UTC]`` columns.
 TIME_COLUMNS = {
@@ -35,6 +47,23 @@ TIME_COLUMNS = {
     "rtp_errors": ["received_at"],
 }
 TABLES = tuple(TIME_COLUMNS)
+#: The label and id columns of each public table: pandas ``category`` with string categories
+#: (``store.columns.label_dtype``), live and loaded alike.
+LABEL_COLUMNS = {
+    "events": ["event_type", "event_id", "call_control_id", "call_leg_id", "call_session_id", "client_state"],
+    "transcripts": ["call_control_id", "track"],
+    "frames": ["stream_id", "call_control_id", "track", "encoding"],
+    "rtp": ["target", "call_leg_id", "call_control_id", "encoding"],
+    "streams": ["stream_id", "call_control_id", "end_reason", "encoding", "call_session_id", "client_state",
+                "bidirectional_codec"],
+    "dtmf": ["stream_id", "call_control_id", "digit", "source"],
+    "marks": ["stream_id", "call_control_id", "name"],
+    "stream_errors": ["stream_id", "call_control_id", "origin", "reason"],
+    "webhook_errors": ["reason", "remote"],
+    "rtp_errors": ["target", "reason"],
+    "sources": ["target", "call_control_id", "attributed_by", "src_host", "dst_host"],
+    "commands": ["command", "call_control_id", "status", "command_id"],
+}
 #: Columns holding dicts (stored as JSON text in files).
 JSON_COLUMNS = {"events": ["payload"], "streams": ["custom_parameters"]}
 BOOL_COLUMNS = {"events": ["verified"], "transcripts": ["is_final"]}

@@ -7,7 +7,8 @@ import sys
 import threading
 import time
 from array import array
-from collections.abc import Callable, Mapping
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,25 +17,34 @@ import numpy as np
 import pandas as pd
 
 from telnyx_nb.defaults import EXCERPT_CHARS, FORK_CLAIM_WINDOW_S
-from telnyx_nb.store.attribution import ForkAttribution, RtpSource
-from telnyx_nb.store.columns import Columns, excerpt, ints, labels, parse_times, utc
+from telnyx_nb.store.attribution import CALL_LEG, ForkAttribution, RtpSource
+from telnyx_nb.store.columns import Columns, as_labels, category, excerpt, ints, label_dtype, labels, parse_times, utc
+from telnyx_nb.store.commands import CommandInfo, bidirectional_columns, commands_view, recorded_options, stream_request
 from telnyx_nb.store.schema import (
     BOOL_COLUMNS,
+    DEFAULT_PAYLOAD_TYPES,
+    DTMF_SOURCES,
     FRAME_DTYPE,
     FRAME_ROW,
     JSON_COLUMNS,
+    LABEL_COLUMNS,
     NAT,
-    STATIC_PAYLOAD_TYPES,
+    TARGETS,
     TRACK_CODE,
     TRACKS,
 )
-from telnyx_nb.wire import codecs
+from telnyx_nb.store.scrub import scrub, scrub_bytes, scrub_text
+from telnyx_nb.wire import codecs, telephone_event
 from telnyx_nb.wire.errors import Reason
 from telnyx_nb.wire.media import Start
-from telnyx_nb.wire.rtp import ForkPacket
+from telnyx_nb.wire.rtp import ForkPacket, RtpPacket
 from telnyx_nb.wire.webhooks import WebhookEvent
 
-__all__ = ["Store", "StreamInfo"]
+__all__ = ["Store", "StreamInfo", "sources_view"]
+
+#: How much of a refused input is scrubbed of secrets: more than an excerpt ever keeps
+#: (``EXCERPT_CHARS`` characters, of at most 4 bytes each) plus a token's length.
+_SCRUB_WINDOW = EXCERPT_CHARS * 4 + 256
 
 
 @dataclass
@@ -58,6 +68,32 @@ class StreamInfo:
     authenticated: bool = False
 
 
+#: A telephone event whose end packets never came is written (``end`` False) when its source
+#: sends something else this long (ns) after the event's last packet.
+EVENT_QUIET_NS = 500_000_000
+
+
+@dataclass(slots=True)
+class _OpenEvent:
+    """A forked telephone event still going on: (RTP timestamp, event code), the first packet's
+    arrival and sequence number, the longest duration so far (timestamp units) at ``rate``."""
+
+    key: tuple[int, int]
+    digit: str | None
+    first_ns: int
+    seq: int
+    rate: int
+    leg: str | None
+    duration: int = 0
+    last_ns: int = 0
+
+
+#: The int64 columns of the ``frames`` view, in their order, and the stored field each comes
+#: from (``_key`` = 2 * stream + track code).
+_FRAME_NUMBERS = {"sequence_number": "sequence_number", "chunk": "chunk", "timestamp": "timestamp",
+                  "n_bytes": "n_bytes", "_key": None, "_offset": "offset"}
+
+
 def _text_or_none(value: Any) -> str | None:
     """A payload id for a table column: strings only (the raw payload keeps anything else)."""
     return value if isinstance(value, str) else None
@@ -68,13 +104,10 @@ _FORGETTABLE = ("events", "transcripts", "frames", "rtp", "dtmf", "marks", "stre
                 "rtp_errors")
 
 
-def _number(value: Any) -> float:
-    """A JSON number as a float (NaN for anything else, or for an int too large for a float)."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        try:
-            return float(value)
-        except OverflowError:
-            pass
+def _confidence(value: Any) -> float:
+    """A transcript's confidence as a float in [0, 1] (NaN for anything else: null, text, out of range)."""
+    if (type(value) is int or type(value) is float) and 0 <= value <= 1:
+        return float(value)
     return float("nan")
 
 
@@ -94,7 +127,13 @@ class Store:
                  fork_claim_window_s: float = FORK_CLAIM_WINDOW_S, clock: Callable[[], int] = time.time_ns) -> None:
         self.lock = threading.Lock()
         self.attribution = ForkAttribution(fork_claim_window_s, clock)
-        self.payload_types = {**STATIC_PAYLOAD_TYPES, **(payload_types or {})}
+        self.payload_types = {**DEFAULT_PAYLOAD_TYPES, **(payload_types or {})}
+        #: Telephone-event payload types and their clock rates (RFC 4733), for ``dtmf`` rows.
+        self._event_types = {pt: rate for pt, name in self.payload_types.items()
+                             if (rate := telephone_event.event_clock_rate(name)) is not None}
+        #: Per RTP source: the telephone event still going on, and the last events finished.
+        self._open_events: dict[int, _OpenEvent] = {}
+        self._done_events: dict[int, deque[tuple[int, int]]] = {}
         self.events = Columns(
             received_ns="q", occurred_at="O", event_type="O", event_id="O", call_control_id="O",
             call_leg_id="O", call_session_id="O", client_state="O", verified="b", attempt="q", payload="O",
@@ -108,7 +147,10 @@ class Store:
             received_ns="q", source="i", seq="i", rtp_timestamp="q", payload_type="b", marker="b",
             n_bytes="i", offset="q", leg="O",
         )
-        self.dtmf = Columns(received_ns="q", stream="i", occurred_at="O", sequence_number="q", digit="O")
+        #: Stream rows (``rtp_source`` -1) and fork rows (``stream`` -1, one per telephone event);
+        #: ``end`` is 1/0 for fork rows (its end packet came or not), -1 for stream rows.
+        self.dtmf = Columns(received_ns="q", stream="i", occurred_at="O", sequence_number="q", digit="O",
+                            rtp_source="i", duration_ms="d", end="b", leg="O")
         self.marks = Columns(received_ns="q", stream="i", sequence_number="q", name="O")
         self.stream_errors = Columns(
             received_ns="q", stream_id="O", origin="O", reason="O", code="q", detail="O", excerpt="O",
@@ -117,6 +159,8 @@ class Store:
         self.rtp_errors = Columns(received_ns="q", target="O", reason="O", detail="O", n_bytes="i", excerpt="O")
         self.streams: list[StreamInfo] = []
         self._stream_index: dict[str, int] = {}
+        #: The ``commands`` registry (``store.commands``): rows are completed when answered.
+        self.commands: list[CommandInfo] = []
         self._frame_payloads: list[bytearray] = []      # index 2 * stream + track
         #: Bytes already forgotten from the front of each payload buffer (``forget``): a row's
         #: offset is ``base + position in the buffer``, so offsets stay those of the recording.
@@ -128,19 +172,24 @@ class Store:
         self.forgotten: dict[str, int] = dict.fromkeys(_FORGETTABLE, 0)
         self.sources: list[RtpSource] = []
         self._source_index: dict[tuple[str, int], int] = {}
+        #: The (host, port) each fork target listens on (set by the receiver's I/O when it binds).
+        self.fork_addresses: dict[str, tuple[str, int]] = {}
         self._rtp_payloads: list[bytearray] = []
         self._event_ids: set[str] = set()
         self.duplicate_events = 0
+        #: Values never stored in an excerpt (the receiver's stream auth token; see ``store.scrub``).
+        self.secrets: tuple[str, ...] = ()
 
     # -- appends (receiver loop thread) ------------------------------------------------
 
-    def stream(self, stream_id: str) -> StreamInfo:
-        """The stream with this id, created on first sight (e.g. media before ``start``)."""
+    def stream(self, stream_id: str, connected_ns: int = NAT) -> StreamInfo:
+        """The stream with this id, created on first sight (e.g. media before ``start``, on a
+        socket opened at ``connected_ns``: its ``connected_at``)."""
         index = self._stream_index.get(stream_id)
         if index is not None:
             return self.streams[index]
         with self.lock:
-            info = StreamInfo(len(self.streams), stream_id)
+            info = StreamInfo(len(self.streams), stream_id, connected_ns=connected_ns)
             self.streams.append(info)
             self._frame_payloads += (bytearray(), bytearray())
             self._frame_base += (0, 0)
@@ -192,9 +241,16 @@ class Store:
         finally:
             lock.release()
 
-    def add_packet(self, target: str, packet: ForkPacket, received_ns: int) -> None:
-        """Append one forked packet; STREP's direction decides its target ("rx" = received)."""
+    def add_packet(self, target: str, packet: ForkPacket, received_ns: int,
+                   sender: tuple[Any, ...] | None = None) -> None:
+        """Append one forked packet from ``sender`` (its socket address, ``(host, port, ...)``;
+        None when unknown); STREP's direction decides its target ("rx" = received).
+
+        Per packet, only the source's newest sequence number and its arrival are updated (for
+        SSRC changes, see ``store.attribution``); the sender is kept once per source.
+        """
         rtp = packet.rtp
+        seq = rtp.sequence_number
         leg = None
         if packet.strep is not None:
             target = "rx" if packet.strep.direction == "received" else "tx"
@@ -202,16 +258,30 @@ class Store:
         with self.lock:
             index = self._source_index.get((target, rtp.ssrc))
             if index is None:
-                index = self._new_source(target, rtp.ssrc, leg is None, received_ns)
+                index = self._new_source(target, rtp.ssrc, leg is None, received_ns, seq, sender)
+            source = self.sources[index]
+            if (seq - source.last_seq) & 0xFFFF < 0x8000:     # its newest packet so far (mod 2^16)
+                source.last_seq, source.last_ns = seq, received_ns
+                if source.heir is not None:
+                    self.attribution.overlap(source, seq, self.sources)
             buffer = self._rtp_payloads[index]
-            self.rtp.append(received_ns, index, rtp.sequence_number, rtp.timestamp, rtp.payload_type,
+            self.rtp.append(received_ns, index, seq, rtp.timestamp, rtp.payload_type,
                             rtp.marker, len(rtp.payload), self._rtp_base[index] + len(buffer), leg)
             buffer += rtp.payload
+            if rtp.payload_type in self._event_types:
+                self._telephone_event(index, rtp, leg, received_ns)
+            elif self._open_events and index in self._open_events:
+                self._event_quiet(index, received_ns)
 
-    def _new_source(self, target: str, ssrc: int, claimable: bool, received_ns: int) -> int:
-        ccid = self.attribution.call_for_new_source(target, claimable, received_ns)
+    def _new_source(self, target: str, ssrc: int, claimable: bool, received_ns: int, seq: int,
+                    sender: tuple[Any, ...] | None) -> int:
         index = len(self.sources)
-        self.sources.append(RtpSource(index, target, ssrc, ccid, received_ns, claimable))
+        dst_host, dst_port = self.fork_addresses.get(target, (None, None))
+        source = RtpSource(index, target, ssrc, None, received_ns, claimable, first_seq=seq, last_seq=seq,
+                           last_ns=received_ns, src_host=None if sender is None else str(sender[0]),
+                           src_port=None if sender is None else int(sender[1]), dst_host=dst_host, dst_port=dst_port)
+        self.attribution.attribute(source, self.sources)
+        self.sources.append(source)
         self._source_index[(target, ssrc)] = index
         self._rtp_payloads.append(bytearray())
         self._rtp_base.append(0)
@@ -246,36 +316,109 @@ class Store:
                 data = data if isinstance(data, dict) else {}
                 self.transcripts.append(
                     received_ns, event.occurred_at, ccid, _text_or_none(data.get("transcription_track")),
-                    _text_or_none(data.get("transcript")), _number(data.get("confidence")),
+                    _text_or_none(data.get("transcript")), _confidence(data.get("confidence")),
                     bool(data.get("is_final", True)),
                 )
             if ccid:
                 self.attribution.on_webhook(event.event_type, ccid, self.sources)
         return True
 
+    def add_command(self, command: str, call_control_id: str | None, options: dict[str, Any], sent_ns: int) -> int:
+        """Record a command about to be sent (``options`` as ``recorded_options`` made them);
+        returns its row index for :meth:`answer_command`."""
+        with self.lock:
+            info = CommandInfo(len(self.commands), command, call_control_id, recorded_options(options), sent_ns,
+                               command_id=_text_or_none(options.get("command_id")))
+            self.commands.append(info)
+        return info.index
+
+    def answer_command(self, index: int, answered_ns: int, status: str, *, call_control_id: str | None = None,
+                       http_status: int | None = None, error: str | None = None) -> None:
+        """Complete command ``index`` with its answer (``status`` one of ``commands.STATUSES``);
+        ``call_control_id`` fills in the call a ``dial`` created. IndexError for an unknown row."""
+        with self.lock:
+            info = self.commands[index]
+            info.answered_ns, info.status, info.http_status, info.error = answered_ns, status, http_status, error
+            if call_control_id is not None:
+                info.call_control_id = call_control_id
+
+    def bidirectional(self, info: StreamInfo) -> tuple[bool, tuple[str, int] | None]:
+        """Whether a recorded command asked for this stream, and the codec and rate Telnyx then
+        expects of audio sent back on it (None in mp3 mode; ``wire.codecs.bidirectional_format``)."""
+        with self.lock:
+            request = stream_request(self.commands, info.call_control_id, info.connected_ns)
+        return request is not None, None if request is None else codecs.bidirectional_format(request.options)
+
     def add_dtmf(self, info: StreamInfo, occurred_at: str | None, sequence_number: int, digit: str,
                  received_ns: int) -> None:
+        """A media stream's ``dtmf`` frame (a ``dtmf`` row with source "stream")."""
         with self.lock:
-            self.dtmf.append(received_ns, info.index, occurred_at, sequence_number, digit)
+            self.dtmf.append(received_ns, info.index, occurred_at, sequence_number, digit, -1, float("nan"), -1, None)
+
+    # Forked telephone events (RFC 4733) -> ``dtmf`` rows with source "fork", one per event:
+    # written when its first end packet arrives (the redundant ones are then ignored), or, with
+    # ``end`` False, when the next event starts on that source or a non-event packet comes
+    # EVENT_QUIET_NS after the event's last packet (its end packets were all lost). Called
+    # under the lock.
+
+    def _telephone_event(self, source: int, rtp: RtpPacket, leg: str | None, received_ns: int) -> None:
+        try:
+            event = telephone_event.parse(rtp.payload)
+        except telephone_event.TelephoneEventError:
+            return
+        key = (rtp.timestamp, event.event)
+        done = self._done_events.get(source)
+        if done is not None and key in done:
+            return                                  # a redundant end packet, or a late update
+        current = self._open_events.get(source)
+        if current is not None and current.key != key:
+            self._finish_event(source, current, end=False)
+            current = None
+        if current is None:
+            current = self._open_events[source] = _OpenEvent(key, event.digit, received_ns, rtp.sequence_number,
+                                                             self._event_types[rtp.payload_type], leg)
+        current.duration = max(current.duration, event.duration)
+        current.last_ns = received_ns
+        if event.end:
+            self._finish_event(source, current, end=True)
+
+    def _event_quiet(self, source: int, received_ns: int) -> None:
+        current = self._open_events[source]
+        if received_ns - current.last_ns > EVENT_QUIET_NS:
+            self._finish_event(source, current, end=False)
+
+    def _finish_event(self, source: int, current: _OpenEvent, *, end: bool) -> None:
+        del self._open_events[source]
+        self._done_events.setdefault(source, deque(maxlen=16)).append(current.key)
+        if current.digit is not None:               # DTMF only (events 0-15)
+            self.dtmf.append(current.first_ns, -1, None, current.seq, current.digit, source,
+                             1000.0 * current.duration / current.rate, int(end), current.leg)
 
     def add_mark(self, info: StreamInfo, sequence_number: int, name: str, received_ns: int) -> None:
         with self.lock:
             self.marks.append(received_ns, info.index, sequence_number, name)
 
+    # Excerpts and details of refused input are scrubbed of ``secrets`` and of any auth-token
+    # field's value before they are stored (``store.scrub``): the recording and saved sessions
+    # never hold them.
+
     def add_stream_error(self, stream_id: str | None, origin: str, reason: Reason | str, detail: str,
                          raw: str | bytes, received_ns: int, code: int = -1) -> None:
         """``origin`` is "receiver" (input we rejected) or "telnyx" (an ``error`` frame)."""
+        text, detail = excerpt(scrub(raw, self.secrets, _SCRUB_WINDOW)), scrub_text(detail, self.secrets)
         with self.lock:
-            self.stream_errors.append(received_ns, stream_id, origin, str(reason), code, detail, excerpt(raw))
+            self.stream_errors.append(received_ns, stream_id, origin, str(reason), code, detail, text)
 
     def add_webhook_error(self, reason: Reason | str, detail: str, remote: str | None, raw: bytes,
                           received_ns: int) -> None:
+        text, detail = excerpt(scrub(raw, self.secrets, _SCRUB_WINDOW)), scrub_text(detail, self.secrets)
         with self.lock:
-            self.webhook_errors.append(received_ns, str(reason), detail, remote, excerpt(raw))
+            self.webhook_errors.append(received_ns, str(reason), detail, remote, text)
 
     def add_rtp_error(self, target: str, reason: Reason | str, detail: str, raw: bytes, received_ns: int) -> None:
+        text = scrub_bytes(raw, self.secrets, EXCERPT_CHARS // 2 + 256)[:EXCERPT_CHARS // 2].hex()
         with self.lock:
-            self.rtp_errors.append(received_ns, target, str(reason), detail, len(raw), raw[:EXCERPT_CHARS // 2].hex())
+            self.rtp_errors.append(received_ns, target, str(reason), detail, len(raw), text)
 
     def forget(self, rows: Mapping[str, int], payload_bytes: Mapping[str, int]) -> None:
         """Drop what a recording already holds: the first ``rows[table]`` rows of each table and
@@ -332,7 +475,21 @@ class Store:
         return bytes(buffer[key][start - base[key]:])
 
     def table(self, name: str) -> pd.DataFrame:
-        """The internal view of one table (public columns plus ``_``-prefixed keys)."""
+        """The internal view of one table (public columns plus ``_``-prefixed keys); ``name`` is
+        one of ``schema.TABLES``, "sources" (:func:`sources_view`) or "commands" (``store.commands``).
+        Its ``schema.LABEL_COLUMNS`` are ``category`` (``store.columns.label_dtype``)."""
+        return as_labels(self._view(name), LABEL_COLUMNS.get(name, ()))
+
+    def _view(self, name: str) -> pd.DataFrame:
+        if name == "sources":
+            with self.lock:
+                rtp = self.rtp.copy()
+                sources = [RtpSource(**vars(s)) for s in self.sources]
+            return sources_view(self._rtp_view(rtp, sources), sources)
+        if name == "commands":
+            return commands_view(self._commands_copy())
+        if name == "frames":
+            return self._frames_view()
         with self.lock:
             columns: Any = getattr(self, name).copy() if name != "streams" else {}
             streams = [StreamInfo(**vars(s)) for s in self.streams]
@@ -343,22 +500,48 @@ class Store:
                     s.custom_parameters = copy.deepcopy(s.custom_parameters)
             else:
                 columns[col] = copy.deepcopy(columns[col])
-        if name == "frames":
-            return self._frames_view(columns, streams)
         if name == "rtp":
             return self._rtp_view(columns, sources)
         if name == "streams":
-            return self._streams_view(streams)
+            return self._streams_view(streams, self._commands_copy())
         df = self._plain_view(columns)
         for col in BOOL_COLUMNS.get(name, ()):
             df[col] = df[col].astype(bool)
-        if name in ("dtmf", "marks"):
+        if name == "dtmf":
+            return self._dtmf_view(df, streams, sources)
+        if name == "marks":
             index = df.pop("stream").to_numpy(np.int64)
             df.insert(1, "stream_id", labels([s.stream_id for s in streams], index))
             df.insert(2, "call_control_id", labels([s.call_control_id for s in streams], index))
         elif name == "stream_errors":
             df.insert(2, "call_control_id", df["stream_id"].map({s.stream_id: s.call_control_id for s in streams}))
             df["code"] = df["code"].astype("Int64").mask(df["code"] < 0)
+        return df
+
+    def _dtmf_view(self, df: pd.DataFrame, streams: list[StreamInfo], sources: list[RtpSource]) -> pd.DataFrame:
+        """``dtmf``: stream rows name their stream; fork rows their SSRC, and the call their
+        source is attributed to (STREP: the call of their ``call_leg_id``)."""
+        stream = df.pop("stream").to_numpy(np.int64)
+        source = df.pop("rtp_source").to_numpy(np.int64)
+        legs = df.pop("leg")
+        end = df.pop("end").to_numpy(np.int64)
+        fork = source >= 0
+        stream_at = np.where(fork | (stream < 0), len(streams), stream)
+        source_at = np.where(fork, source, len(sources))
+        stream_calls = np.array([s.call_control_id for s in streams] + [None], dtype=object)
+        source_calls = np.array([s.call_control_id for s in sources] + [None], dtype=object)
+        calls = np.where(fork, source_calls[source_at], stream_calls[stream_at])
+        if legs.notna().any():
+            by_leg = legs.map(self._leg_calls()).to_numpy(dtype=object)
+            calls = np.where(legs.notna().to_numpy() & pd.notna(by_leg), by_leg, calls)
+        ssrc = np.array([s.ssrc for s in sources] + [-1], dtype=np.int64)[source_at]
+        stream_ids = np.array([s.stream_id for s in streams] + [None], dtype=object)[stream_at]
+        df.insert(1, "stream_id", pd.Series(stream_ids, index=df.index, dtype=object))
+        df.insert(2, "call_control_id", pd.Series(calls, index=df.index, dtype=object))
+        df["source"] = pd.Categorical.from_codes(fork.astype(np.int8), dtype=label_dtype(DTMF_SOURCES))
+        df["ssrc"] = pd.arrays.IntegerArray(ssrc, ~fork)
+        df["duration_ms"] = df.pop("duration_ms").astype(np.float64)
+        df["end"] = pd.arrays.BooleanArray(end == 1, end < 0)
         return df
 
     @staticmethod
@@ -372,24 +555,35 @@ class Store:
         first = ["received_at", "occurred_at"] if "occurred_at" in c else ["received_at"]
         return df[first + [col for col in df.columns if col not in first]]
 
-    def _frames_view(self, rows: bytearray, streams: list[StreamInfo]) -> pd.DataFrame:
-        c = np.frombuffer(rows, dtype=FRAME_DTYPE)
-        stream = c["stream"].astype(np.int64)
-        track = c["track"]
-        return pd.DataFrame({
-            "received_at": utc(c["received_ns"]),
-            "stream_id": labels([s.stream_id for s in streams], stream),
-            "call_control_id": labels([s.call_control_id for s in streams], stream),
-            "track": pd.Categorical.from_codes(track, TRACKS),
-            "sequence_number": c["sequence_number"],
-            "chunk": c["chunk"],
-            "timestamp": c["timestamp"],
-            "encoding": labels([s.encoding for s in streams], stream),
-            "sample_rate": ints([s.sample_rate for s in streams], stream),
-            "n_bytes": c["n_bytes"].astype(np.int64),
-            "_key": 2 * stream + track,
-            "_offset": c["offset"],
-        })
+    def _frames_view(self) -> pd.DataFrame:
+        # The columns are copied straight out of the packed rows under the lock (one pass over
+        # them, not a copy of the rows and then a pass: half the cost of this view); the int64
+        # columns into one 2-D block that the DataFrame takes as it is, the others inserted
+        # around it, so pandas does not copy them again to consolidate.
+        with self.lock:
+            streams = [(s.stream_id, s.call_control_id, s.encoding, s.sample_rate) for s in self.streams]
+            c = np.frombuffer(self.frames, dtype=FRAME_DTYPE)
+            try:                        # no view of the buffer may outlive the lock (appends resize it)
+                stream = c["stream"].astype(np.int64)
+                track = c["track"].copy()
+                received = c["received_ns"].copy()
+                numbers = np.empty((len(_FRAME_NUMBERS), len(c)), dtype=np.int64)
+                for row, stored in zip(numbers, _FRAME_NUMBERS.values(), strict=True):
+                    row[:] = 2 * stream + track if stored is None else c[stored]
+            finally:
+                del c
+        stream_ids, calls, encodings, rates = (list(column) for column in zip(*streams, strict=True)) if streams \
+            else ([], [], [], [])
+        df = pd.DataFrame(numbers.T, columns=list(_FRAME_NUMBERS), copy=False)
+        for at, name, values in (
+                (0, "received_at", pd.Series(utc(received), copy=False)),     # inserted as is, not copied
+                (1, "stream_id", labels(stream_ids, stream)),
+                (2, "call_control_id", labels(calls, stream)),
+                (3, "track", pd.Categorical.from_codes(track, dtype=label_dtype(TRACKS))),
+                (7, "encoding", labels(encodings, stream)),
+                (8, "sample_rate", ints(rates, stream))):
+            df.insert(at, name, values)
+        return df
 
     def _rtp_view(self, c: dict, sources: list[RtpSource]) -> pd.DataFrame:
         source = np.frombuffer(c["source"], dtype=np.int32).astype(np.int64)
@@ -400,7 +594,7 @@ class Store:
         if legs.notna().any():      # STREP: the call comes from the webhooks' call_leg_id
             by_leg = legs.map(self._leg_calls()).astype(object)
             by_leg = by_leg.where(by_leg.notna(), None)
-            ccid = pd.Categorical(np.where(legs.notna(), by_leg, np.asarray(ccid, dtype=object)))
+            ccid = category(np.where(legs.notna(), by_leg, np.asarray(ccid, dtype=object)))
         return pd.DataFrame({
             "received_at": utc(c["received_ns"]),
             "target": labels([s.target for s in sources], source),
@@ -410,7 +604,7 @@ class Store:
             "payload_type": pt,
             "marker": np.frombuffer(c["marker"], dtype=np.int8).astype(bool),
             "n_bytes": np.frombuffer(c["n_bytes"], dtype=np.int32).astype(np.int64),
-            "call_leg_id": pd.Categorical(legs),
+            "call_leg_id": category(legs),
             "call_control_id": ccid,
             "encoding": labels(encodings, pt),
             "clock_rate": ints([_clock_rate(e) for e in encodings], pt),
@@ -418,15 +612,22 @@ class Store:
             "_offset": np.frombuffer(c["offset"], dtype=np.int64),
         })
 
+    def _commands_copy(self) -> list[CommandInfo]:
+        with self.lock:
+            return [CommandInfo(**{**vars(c), "options": copy.deepcopy(c.options)}) for c in self.commands]
+
     def _leg_calls(self) -> dict[str, str]:
         with self.lock:
             pairs = zip(self.events.columns["call_leg_id"][:], self.events.columns["call_control_id"][:], strict=True)
             return {leg: ccid for leg, ccid in pairs if leg and ccid}
 
     @staticmethod
-    def _streams_view(streams: list[StreamInfo]) -> pd.DataFrame:
+    def _streams_view(streams: list[StreamInfo], commands: list[CommandInfo]) -> pd.DataFrame:
         def col(attribute: str) -> list:
             return [getattr(s, attribute) for s in streams]
+
+        bidirectional = [bidirectional_columns(stream_request(commands, s.call_control_id, s.connected_ns))
+                         for s in streams]
 
         return pd.DataFrame({
             "stream_id": pd.Series(col("stream_id"), dtype=object),
@@ -443,7 +644,55 @@ class Store:
             "authenticated": pd.Series(col("authenticated"), dtype=bool),
             "call_session_id": pd.Series(col("call_session_id"), dtype=object),
             "client_state": pd.Series(col("client_state"), dtype=object),
+            "bidirectional_codec": pd.Series([codec for codec, _ in bidirectional], dtype=object),
+            "bidirectional_rate": pd.array([rate for _, rate in bidirectional], dtype="Int64"),
         })
+
+
+def sources_view(rtp: pd.DataFrame, sources: Sequence[RtpSource]) -> pd.DataFrame:
+    """One row per forked RTP source (a target and SSRC), attributed or not, from the internal
+    ``rtp`` view (its ``_key`` is the source index) and the source registry.
+
+    Columns: target ("rx"/"tx"), ssrc (int64), call_control_id (missing while unattributed),
+    attributed_by ("claim", "late_claim", "ssrc_change", "call_leg_id": see
+    ``store.attribution``; None when unattributed or not recorded), continues_ssrc (Int64: the
+    SSRC whose call it took over on an SSRC change), packets (int64), first_at/last_at
+    (``datetime64[ns, UTC]``: first and last arrival), first_seq/last_seq (Int64: sequence
+    numbers of the first and last packet to arrive), src_host/src_port (the sender of its first
+    packet), dst_host/dst_port (the fork port it came to). With an empty registry (sessions
+    saved by telnyx_nb 0.1) the sources are the rows' (target, ssrc) and the registry's columns
+    are null. Label columns (``schema.LABEL_COLUMNS``) are ``category``.
+    """
+    count = len(sources) if sources else (int(rtp["_key"].max()) + 1 if len(rtp) else 0)
+    rows = rtp.groupby("_key", sort=True).agg(
+        target=("target", "first"), ssrc=("ssrc", "first"), call_control_id=("call_control_id", "first"),
+        packets=("seq", "size"), first_at=("received_at", "min"), last_at=("received_at", "max"),
+        first_seq=("seq", "first"), last_seq=("seq", "last"),
+    ).reindex(pd.RangeIndex(count))
+    calls = [c if isinstance(c, str) else None for c in rows["call_control_id"]]
+    registry: list[RtpSource | None] = list(sources) or [None] * count
+
+    def registered(name: str) -> list[Any]:
+        return [None if s is None else getattr(s, name) for s in registry]
+
+    heirs = {s.heir: s.ssrc for s in sources if s.heir is not None}
+    return as_labels(pd.DataFrame({
+        "target": category(registered("target") if sources else rows["target"].astype(object), TARGETS),
+        "ssrc": np.asarray(registered("ssrc") if sources else rows["ssrc"], dtype=np.int64),
+        "call_control_id": pd.Series(calls, dtype=object),
+        "attributed_by": pd.Series([None if call is None or s is None else s.attributed_by if s.claimable
+                                    else CALL_LEG for call, s in zip(calls, registry, strict=True)], dtype=object),
+        "continues_ssrc": pd.array([heirs.get(i) for i in range(count)], dtype="Int64"),
+        "packets": rows["packets"].fillna(0).to_numpy(np.int64),
+        "first_at": rows["first_at"].astype("datetime64[ns, UTC]").array,
+        "last_at": rows["last_at"].astype("datetime64[ns, UTC]").array,
+        "first_seq": rows["first_seq"].astype("Int64").array,
+        "last_seq": rows["last_seq"].astype("Int64").array,
+        "src_host": pd.Series(registered("src_host"), dtype=object),
+        "src_port": pd.array(registered("src_port"), dtype="Int64"),
+        "dst_host": pd.Series(registered("dst_host"), dtype=object),
+        "dst_port": pd.array(registered("dst_port"), dtype="Int64"),
+    }), LABEL_COLUMNS["sources"])
 
 
 def _clock_rate(encoding: str | None) -> int | None:

@@ -6,15 +6,22 @@ CPython's former ``audioop`` implemented), so results are bit-identical to it
 without depending on ``audioop``, which Python 3.13 removed. Decode in bulk:
 one call per second of audio costs microseconds; one per 20 ms chunk is ~10x
 slower per sample.
+
+Resampling uses libsoxr (``soxr``, the resampler pipecat and most audio stacks use): its
+anti-alias filter keeps what lies above the target's Nyquist frequency out of the band, where
+linear interpolation folds it back (a 5 kHz tone at 48 kHz, taken to 8 kHz, becomes a 3 kHz
+tone as loud as the original by interpolation, and is attenuated by 87 dB by soxr;
+``tests/test_bidirectional.py``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
+import soxr
 
 from telnyx_nb.wire.errors import TelnyxNbError
 from telnyx_nb.wire.media import FRAME_MS
@@ -31,6 +38,9 @@ __all__ = [
     "get_codec",
     "to_int16",
     "resample",
+    "Resampler",
+    "bidirectional_format",
+    "BIDIRECTIONAL_DEFAULT",
     "CODECS",
 ]
 
@@ -193,12 +203,82 @@ def to_int16(samples: np.ndarray) -> np.ndarray:
 
 
 def resample(samples: np.ndarray, rate: int, target: int) -> np.ndarray:
-    """int16 samples at ``rate`` Hz to int16 at ``target`` Hz, by linear interpolation.
-
-    No anti-alias filter: good enough for speech played into a call, not for analysis.
+    """int16 samples at ``rate`` Hz to int16 at ``target`` Hz (1-D in, 1-D out, about
+    ``len * target / rate`` samples), with soxr's "HQ" filter: flat to 0.91 of the lower
+    Nyquist frequency, what lies above it attenuated (>= 40 dB is asserted in the tests).
+    One whole signal at a time (its ends are taken as silence); see :class:`Resampler` for a
+    stream that arrives in chunks.
     """
     samples = np.asarray(samples, dtype=np.int16)
     if rate == target or not len(samples):
         return samples
-    n = round(len(samples) * target / rate)
-    return np.round(np.interp(np.arange(n) * (rate / target), np.arange(len(samples)), samples)).astype(np.int16)
+    return _to_int16(soxr.resample(samples.astype(np.float32), rate, target, quality="HQ"))
+
+
+def _to_int16(resampled: np.ndarray) -> np.ndarray:
+    """soxr's float32 output (in int16 units) rounded and clipped to int16.
+
+    soxr runs on float32 copies: its int16 path gives results that differ by a few LSB with the
+    memory alignment of the input; a fresh float32 array is always aligned alike, so the same
+    samples always resample to the same output.
+    """
+    return np.clip(np.round(resampled), -32768, 32767).astype(np.int16)
+
+
+class Resampler:
+    """A stream of int16 chunks from ``rate`` Hz to ``target`` Hz, with filter state kept across
+    chunks (soxr's "HQ" stream): no edge at every chunk boundary.
+
+    The filter looks ahead, so output lags input (soxr hands it out in blocks of about 0.1 s);
+    :meth:`flush` returns what is still held when the input has ended (and starts afresh).
+    """
+
+    def __init__(self, rate: int, target: int) -> None:
+        self.rate, self.target = rate, target
+        self.pending = False
+        self._stream = None if rate == target else soxr.ResampleStream(rate, target, 1, dtype="float32", quality="HQ")
+
+    def push(self, samples: np.ndarray) -> np.ndarray:
+        """Resample one chunk; returns the samples ready so far (possibly none)."""
+        samples = np.asarray(samples, dtype=np.int16)
+        if self._stream is None or not len(samples):
+            return samples
+        self.pending = True
+        return _to_int16(self._stream.resample_chunk(samples.astype(np.float32)))
+
+    def flush(self) -> np.ndarray:
+        """The samples still held for the input so far; the next :meth:`push` starts a new signal."""
+        if self._stream is None or not self.pending:
+            return np.zeros(0, dtype=np.int16)
+        out = _to_int16(self._stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True))
+        self._stream.clear()
+        self.pending = False
+        return out
+
+
+#: RTP codecs whose clock is 8 kHz whatever ``stream_bidirectional_sampling_rate`` says.
+_G711 = ("PCMU", "PCMA")
+#: Telnyx's defaults in ``rtp`` mode: ``stream_bidirectional_codec`` and ``_sampling_rate`` (Hz).
+BIDIRECTIONAL_DEFAULT = ("PCMU", 8000)
+
+
+def bidirectional_format(options: Mapping[str, Any]) -> tuple[str, int] | None:
+    """The encoding and sample rate Telnyx expects of audio sent back on a media stream, from
+    the options the stream was requested with (``streaming_start``, or ``dial``/``answer``
+    with a ``stream_url``); None in ``mp3`` mode, where ``media`` payloads are MP3 files.
+
+    Telnyx's defaults (developers.telnyx.com streaming-start; the protocol reference, §1.3 and
+    §3.3): ``stream_bidirectional_mode`` "mp3", ``stream_bidirectional_codec`` "PCMU",
+    ``stream_bidirectional_sampling_rate`` 8000. G.711 (PCMU/PCMA) is 8 kHz whatever the rate
+    says; L16 without a rate is 16 kHz ("L16 16 kHz" in the codec list). The sandbox plays
+    application audio by the same rule.
+    """
+    if options.get("stream_bidirectional_mode") != "rtp":
+        return None
+    codec = str(options.get("stream_bidirectional_codec") or BIDIRECTIONAL_DEFAULT[0])
+    if codec in _G711:
+        return codec, 8000
+    rate = options.get("stream_bidirectional_sampling_rate")
+    if isinstance(rate, int) and not isinstance(rate, bool) and rate > 0:
+        return codec, rate
+    return codec, 16000 if codec == "L16" else BIDIRECTIONAL_DEFAULT[1]

@@ -83,6 +83,12 @@ class Reason(TextEnum):
     BAD_ENVELOPE = "bad_envelope"
     #: A body larger than the receiver's ``max_webhook_size``.
     TOO_LARGE = "too_large"
+    #: An HTTP request the server could not parse (a header line too long, a character HTTP
+    #: does not allow in a header, a bad request line): answered 400 before any route sees it.
+    BAD_REQUEST = "bad_request"
+    #: A client too slow to send its request header (``header_timeout_s``) or its body
+    #: (``body_timeout_s``): the connection was closed (slowloris).
+    TIMEOUT = "timeout"
 
     # -- RTP and STREP datagrams --------------------------------------------------------------
     #: Shorter than its headers say.

@@ -303,10 +303,19 @@ def _fail(frame: Mapping[str, Any], reason: Reason, detail: str) -> FrameError:
     )
 
 
+def _show(value: Any) -> str:
+    """A JSON value for an error detail, at most 40 characters and never the whole value: the
+    repr of an array or object nested 1,000 deep raises RecursionError (orjson parses up to
+    1,024 levels), and that of a long one costs its length."""
+    if type(value) is dict or type(value) is list:
+        return f"a JSON {'object' if type(value) is dict else 'array'} of {len(value)}"
+    return f"{value!r:.40}"
+
+
 def _absent_or_bad(frame: Mapping[str, Any], value: Any, key: str, expected: str) -> FrameError:
     if value is None:
         return _fail(frame, Reason.MISSING_FIELD, f"{frame.get('event')} frame has no {key!r}")
-    return _fail(frame, Reason.BAD_FIELD, f"{key!r} must be {expected}, got {value!r:.40}")
+    return _fail(frame, Reason.BAD_FIELD, f"{key!r} must be {expected}, got {_show(value)}")
 
 
 # The field readers take the whole frame (for error context) and the object holding the field.
@@ -388,7 +397,7 @@ def _parse_media(frame: dict[str, Any]) -> Media:
         raise _absent_or_bad(frame, media, "media", "an object")
     track = media.get("track")
     if track != "inbound" and track != "outbound":
-        raise _fail(frame, Reason.BAD_FIELD, f"media.track must be 'inbound' or 'outbound', got {track!r:.40}")
+        raise _fail(frame, Reason.BAD_FIELD, f"media.track must be 'inbound' or 'outbound', got {_show(track)}")
     stream_id = frame.get("stream_id")
     if type(stream_id) is not str:
         raise _absent_or_bad(frame, stream_id, "stream_id", "a string")
@@ -407,6 +416,10 @@ def _parse_start(frame: dict[str, Any]) -> Start:
         raise _fail(frame, Reason.BAD_FIELD, "start.tags must be a list of strings")
     if type(custom) is not dict:
         raise _fail(frame, Reason.BAD_FIELD, "start.custom_parameters must be an object")
+    # Telnyx sends string values; other scalars are kept as text, arrays and objects refused
+    # (no parameter is one, and str() of one nested 1,000 deep raises RecursionError).
+    if any(type(v) is dict or type(v) is list for v in custom.values()):
+        raise _fail(frame, Reason.BAD_FIELD, "start.custom_parameters values must be strings")
     sample_rate = _counter(frame, fmt, "sample_rate")
     channels = _counter(frame, fmt, "channels", 1)
     if not (0 < sample_rate <= MAX_SAMPLE_RATE and 0 < channels <= MAX_CHANNELS):
@@ -465,7 +478,7 @@ def _parse_error(frame: dict[str, Any]) -> ErrorFrame:
     payload = _object(frame, frame, "payload")
     code = payload.get("code")
     if type(code) is not int:
-        raise _fail(frame, Reason.BAD_FIELD, f"error payload.code must be an integer, got {code!r:.40}")
+        raise _fail(frame, Reason.BAD_FIELD, f"error payload.code must be an integer, got {_show(code)}")
     if not INT64_MIN <= code <= INT64_MAX:
         raise _fail(frame, Reason.OUT_OF_RANGE, f"error payload.code {code} does not fit in int64")
     stream_id = frame.get("stream_id")

@@ -240,10 +240,29 @@ def extend_sequence(seq: np.ndarray, modulus: int | None = SEQ_MOD) -> np.ndarra
     wrap that preceded the first arrival), all are shifted up so that the lowest is 0.
     """
     seq = np.asarray(seq, dtype=np.int64)
+    if not len(seq):
+        return np.zeros(0, dtype=np.int64)
+    half = (modulus or 0) // 2
+    # Vectorised first: unwrap step by step, and keep the result when every packet lies within
+    # (-MAX_MISORDER, MAX_DROPOUT) of the highest number before it. Then the packet-by-packet
+    # rules would compute the same numbers (no restart, no stray): ext = highest + wrapped difference.
+    if modulus:
+        steps = (np.diff(seq) + half) % modulus - half
+        fast = np.concatenate((seq[:1], seq[0] + np.cumsum(steps)))
+    else:
+        fast = seq.copy()
+    ahead = fast[1:] - np.maximum.accumulate(fast)[:-1]
+    if ((ahead > -MAX_MISORDER) & (ahead < MAX_DROPOUT)).all():
+        lowest = int(fast.min())
+        return fast - lowest if lowest < 0 else fast
+    return _extend_sequence_loop(seq, modulus)
+
+
+def _extend_sequence_loop(seq: np.ndarray, modulus: int | None) -> np.ndarray:
+    """:func:`extend_sequence` packet by packet (``seq``: int64, not empty): every case,
+    restarts and strays included; the vectorised path must agree with it where it applies."""
     out = np.zeros(len(seq), dtype=np.int64)
     kept = np.zeros(len(seq), dtype=bool)
-    if not len(seq):
-        return out
     half = (modulus or 0) // 2
     last = int(seq[0])          # highest raw number of the current run
     ext_last = top = last       # its extended number; the highest extended number of all runs

@@ -46,6 +46,11 @@ __all__ = [
 SIGNATURE_HEADER = "telnyx-signature-ed25519"
 TIMESTAMP_HEADER = "telnyx-timestamp"
 TOLERANCE_SECONDS = 300
+#: The deepest nesting of arrays and objects a body may have (Telnyx's envelopes nest about 5
+#: levels). Stored payloads are deep-copied on read, JSON-encoded by the recording and walked by
+#: ``redact``; orjson parses up to 1,024 levels but encodes only 254, and ``copy.deepcopy``
+#: runs out of stack before that.
+MAX_DEPTH = 64
 
 
 class WebhookError(ProtocolError):
@@ -56,7 +61,7 @@ class WebhookError(ProtocolError):
 
 class MalformedWebhookError(WebhookError):
     """The body is not a Telnyx event envelope (``MALFORMED_JSON``, ``BAD_ENVELOPE``,
-    ``OUT_OF_RANGE``)."""
+    ``OUT_OF_RANGE``; nesting deeper than ``MAX_DEPTH`` is ``BAD_ENVELOPE``)."""
 
 
 class WebhookTooLargeError(WebhookError):
@@ -184,7 +189,8 @@ def verify(
     signature_b64 = _header(headers, SIGNATURE_HEADER)
     timestamp = _header(headers, TIMESTAMP_HEADER).strip()
     if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12):
-        raise SignatureVerificationError(Reason.BAD_TIMESTAMP, f"{TIMESTAMP_HEADER} {timestamp!r} is not unix seconds")
+        raise SignatureVerificationError(Reason.BAD_TIMESTAMP,
+                                         f"{TIMESTAMP_HEADER} {timestamp!r:.40} is not unix seconds")
     skew = int(timestamp) - (time.time() if now is None else now)
     if skew < -tolerance:
         raise SignatureVerificationError(Reason.STALE, f"timestamp is {-skew:.0f} s old (limit {tolerance} s)")
@@ -200,12 +206,33 @@ def verify(
         raise SignatureVerificationError(Reason.BAD_SIGNATURE, "signature does not match body and timestamp") from None
 
 
+def _too_deep(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests arrays and objects more than ``limit`` levels (iterative: no stack)."""
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        children = node.values() if type(node) is dict else node
+        for child in children:
+            if type(child) is dict or type(child) is list:
+                if depth >= limit:
+                    return True
+                stack.append((child, depth + 1))
+    return False
+
+
 def parse_event(body: bytes | str) -> WebhookEvent:
-    """Parse a webhook body into a WebhookEvent; raise MalformedWebhookError if it is not one."""
+    """Parse a webhook body into a WebhookEvent; raise MalformedWebhookError if it is not one.
+
+    Fields beside ``payload`` that are not of their documented type are taken as absent
+    (``occurred_at``, ``record_type`` and ``meta.delivered_to`` strings, ``meta.attempt`` an
+    integer); the raw envelope keeps them.
+    """
     try:
         envelope = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise MalformedWebhookError(Reason.MALFORMED_JSON, str(exc)) from None
+    if (type(envelope) is dict or type(envelope) is list) and _too_deep(envelope, MAX_DEPTH):
+        raise MalformedWebhookError(Reason.BAD_ENVELOPE, f"body nests deeper than {MAX_DEPTH} levels")
     data = envelope.get("data") if isinstance(envelope, dict) else None
     if not isinstance(data, dict):
         raise MalformedWebhookError(Reason.BAD_ENVELOPE, "body has no 'data' object")
@@ -224,13 +251,14 @@ def parse_event(body: bytes | str) -> WebhookEvent:
         attempt = 1
     elif not INT64_MIN <= attempt <= INT64_MAX:
         raise MalformedWebhookError(Reason.OUT_OF_RANGE, "meta.attempt does not fit in int64")
+    occurred_at, record_type, delivered_to = data.get("occurred_at"), data.get("record_type"), meta.get("delivered_to")
     return WebhookEvent(
         event_type=event_type,
         id=event_id,
-        occurred_at=str(data.get("occurred_at") or ""),
+        occurred_at=occurred_at if type(occurred_at) is str else "",
         payload=payload,
-        record_type=str(data.get("record_type") or "event"),
+        record_type=record_type if type(record_type) is str and record_type else "event",
         attempt=attempt,
-        delivered_to=meta.get("delivered_to"),
+        delivered_to=delivered_to if type(delivered_to) is str else None,
         raw=envelope,
     )
