@@ -70,7 +70,8 @@ class Ticker:
 
 def stream_call_with_cell(sb: Sandbox, rx: tnb.Receiver, to: str, cell) -> tuple[str, int]:
     """A clean two-track streamed call; the cell runs in the middle of it. (ccid, ticker steps during the cell)"""
-    sb.route(to, Scenario.tone(seconds=CELL_S + 5.0, outbound_frequency=660.0))  # media left after the cell
+    # media left after the cell, even when a loaded machine stretches the cell to several times CELL_S
+    sb.route(to, Scenario.tone(seconds=CELL_S + 12.0, outbound_frequency=660.0))
     client = sb.client()
     ccid = client.calls.dial(connection_id=sb.connection_id, to=to, from_="+15550199",
                              webhook_url=rx.webhook_url).data.call_control_id
@@ -82,7 +83,7 @@ def stream_call_with_cell(sb: Sandbox, rx: tnb.Receiver, to: str, cell) -> tuple
         cell()
         steps = ticker.count - before
     assert sb.call_state(ccid) == "answered", "the call must outlast the cell"
-    wait_until(lambda: sb.call_state(ccid) == "ended", timeout=CELL_S + 10)
+    wait_until(lambda: sb.call_state(ccid) == "ended", timeout=CELL_S + 20)
     sb.wait_webhooks(timeout(10))
     wait_until(lambda: "call.hangup" in set(rx.events["event_type"]))
     wait_until(lambda: rx.streams["stopped_at"].notna().all(), what="the stream's stop frame")
