@@ -31,8 +31,6 @@ import numpy as np
 import pandas as pd
 
 from telnyx_nb import quality as analytics
-from telnyx_nb.wire.rtp import extend_sequence
-from telnyx_nb.wire.telephone_event import is_non_audio
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -57,7 +55,6 @@ MAX_COLUMNS = 2000
 #: Level shown as the spectrogram's floor and ceiling (dB relative to a full-scale sine).
 DB_RANGE = (-100.0, 0.0)
 _FULL_SCALE = 32768.0
-_TS_MOD, _TS_HALF = 1 << 32, 1 << 31
 
 
 # -- figures and calls ------------------------------------------------------------------------
@@ -345,29 +342,13 @@ class _Packets:
 
 
 def _stream_packets(frames: pd.DataFrame) -> list[_Packets]:
-    out = []
-    for (stream_id, track), g in frames.groupby(["stream_id", "track"], observed=True, sort=False):
-        ext = extend_sequence(g["chunk"].to_numpy(np.int64), modulus=None)
-        ok = ext >= 0
-        out.append(_Packets(f"stream {track} ({str(stream_id)[:8]})", ext[ok],
-                            g["received_at"].to_numpy("datetime64[ns]").view(np.int64)[ok],
-                            ext[ok] * analytics._frame_seconds(g), np.ones(ok.sum(), dtype=bool)))
-    return out
+    return [_Packets(f"stream {t.key[1]} ({str(t.key[0])[:8]})", t.ext, t.arrival_ns, t.media_s, t.timed)
+            for t in analytics.stream_tracks(frames)]
 
 
 def _fork_packets(rtp: pd.DataFrame) -> list[_Packets]:
-    out = []
-    for (target, ssrc), g in rtp.groupby(["target", "ssrc"], observed=True, sort=False):
-        ext = extend_sequence(g["seq"].to_numpy(np.int64))
-        ok = ext >= 0
-        ts = g["rtp_timestamp"].to_numpy(np.int64)
-        media = np.concatenate(([0], np.cumsum((np.diff(ts) + _TS_HALF) % _TS_MOD - _TS_HALF)))
-        rates = g["clock_rate"].dropna()
-        rate = int(rates.iloc[0]) if len(rates) else analytics.DEFAULT_CLOCK_RATE
-        audio = ~g["encoding"].astype(object).map(is_non_audio).fillna(False).to_numpy(bool)
-        arrival = g["received_at"].to_numpy("datetime64[ns]").view(np.int64)
-        out.append(_Packets(f"fork {target} (SSRC {int(ssrc)})", ext[ok], arrival[ok], media[ok] / rate, audio[ok]))
-    return out
+    return [_Packets(f"fork {t.key[0]} (SSRC {int(t.key[1])})", t.ext, t.arrival_ns, t.media_s, t.timed)
+            for t in analytics.fork_sources(rtp)]
 
 
 def _binned(p: _Packets, origin_ns: int, bin_s: float) -> pd.DataFrame:
@@ -378,9 +359,8 @@ def _binned(p: _Packets, origin_ns: int, bin_s: float) -> pd.DataFrame:
     _, first = np.unique(p.ext, return_index=True)
     first.sort()                                            # first copies, in arrival order
     timed = first[p.timed[first]]
-    arrival_s = p.arrival_ns[timed] / 1e9
-    d = np.abs(np.diff(arrival_s - arrival_s[:1]) - np.diff(p.media_s[timed]))
-    jitter = pd.Series(np.concatenate(([0.0], d))).ewm(alpha=1 / 16, adjust=False).mean().to_numpy() * 1e3
+    arrival_s = (p.arrival_ns[timed] - p.arrival_ns[timed][:1]) / 1e9
+    jitter = analytics.jitter_series(arrival_s, p.media_s[timed]) * 1e3
     by_number = first[np.argsort(p.ext[first], kind="stable")]
     missing = np.diff(p.ext[by_number], prepend=p.ext[by_number[0]] - 1) - 1
     lost = pd.Series(missing).groupby(bins[by_number]).sum()

@@ -71,7 +71,8 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -85,7 +86,8 @@ from telnyx_nb.wire.rtp import extend_sequence
 from telnyx_nb.wire.telephone_event import is_non_audio
 
 __all__ = ["sequence_stats", "quality", "loss_bursts", "reconcile", "codec_mismatch", "COLUMNS", "CALL_COLUMNS",
-           "LOSS_BURST_COLUMNS", "RECONCILE_COLUMNS", "latency", "talk_time", "TalkTime"]
+           "LOSS_BURST_COLUMNS", "RECONCILE_COLUMNS", "latency", "talk_time", "TalkTime", "TrackPackets",
+           "stream_tracks", "fork_sources", "jitter_series"]
 
 DEFAULT_CLOCK_RATE = 8000
 #: Two frames arriving closer than this are bunched (``arrival_burst_*``).
@@ -116,12 +118,18 @@ Payload = Callable[[str, int], bytes]
 
 # -- counting ------------------------------------------------------------------------------------
 
+def jitter_series(arrival_s: np.ndarray, media_s: np.ndarray) -> np.ndarray:
+    """RFC 3550 (6.4.1, A.8) interarrival jitter (seconds) after each packet, packets in
+    arrival order: ``J += (|D| - J) / 16`` from J = 0, as ``ewm(alpha=1/16, adjust=False)``."""
+    if len(arrival_s) < 2:
+        return np.zeros(len(arrival_s))
+    d = np.abs(np.diff(arrival_s) - np.diff(media_s))
+    return pd.Series(np.concatenate(([0.0], d))).ewm(alpha=1 / 16, adjust=False).mean().to_numpy()
+
+
 def _jitter(arrival_s: np.ndarray, media_s: np.ndarray) -> float:
     """RFC 3550 interarrival jitter (seconds) at the last packet, packets in arrival order."""
-    if len(arrival_s) < 2:
-        return 0.0
-    d = np.abs(np.diff(arrival_s) - np.diff(media_s))
-    return float(pd.Series(np.concatenate(([0.0], d))).ewm(alpha=1 / 16, adjust=False).mean().iloc[-1])
+    return float(jitter_series(arrival_s, media_s)[-1]) if len(arrival_s) >= 2 else 0.0
 
 
 def _loss_runs(unique_sorted: np.ndarray) -> np.ndarray:
@@ -379,13 +387,51 @@ def _frame_seconds(group: pd.DataFrame) -> float:
     return size / codec.bytes_per_sample / rate
 
 
-def _stream_rows(frames: pd.DataFrame, payload: Payload | None) -> list[dict]:
-    rows = []
-    for (stream_id, track), g in frames.groupby(["stream_id", "track"], sort=False, observed=True):
+@dataclass(frozen=True)
+class TrackPackets:
+    """One stream track (``key`` = (stream_id, track)) or forked RTP source ((target, ssrc)):
+    its rows ``group`` in arrival order, ``ok`` the rows kept (A.1 discards unconfirmed strays,
+    see ``extend_sequence``) and, for those, the extended numbers ``ext``, arrival times
+    ``arrival_ns`` (int64 ns), media times ``media_s`` (seconds: chunk × frame duration on a
+    stream, the unwrapped RTP timestamp over the clock rate on a fork) and ``timed``, the
+    packets jitter follows (a fork's audio, not its telephone events or comfort noise)."""
+
+    key: tuple[Any, Any]
+    group: pd.DataFrame
+    ok: np.ndarray
+    ext: np.ndarray
+    arrival_ns: np.ndarray
+    media_s: np.ndarray
+    timed: np.ndarray
+
+
+def stream_tracks(frames: pd.DataFrame) -> Iterator[TrackPackets]:
+    """:class:`TrackPackets` of each stream track of ``frames`` (a ``frames`` table)."""
+    for key, g in frames.groupby(["stream_id", "track"], sort=False, observed=True):
         ext = extend_sequence(g["chunk"].to_numpy(np.int64), modulus=None)
         ok = ext >= 0
-        arrival = _ns(g["received_at"])[ok]
-        stats = sequence_stats(ext[ok], arrival, ext[ok] * _frame_seconds(g))
+        yield TrackPackets(key, g, ok, ext[ok], _ns(g["received_at"])[ok], ext[ok] * _frame_seconds(g),
+                           np.ones(int(ok.sum()), dtype=bool))
+
+
+def fork_sources(rtp: pd.DataFrame) -> Iterator[TrackPackets]:
+    """:class:`TrackPackets` of each forked RTP source of ``rtp`` (an ``rtp`` table)."""
+    for key, g in rtp.groupby(["target", "ssrc"], sort=False, observed=True):
+        ext = extend_sequence(g["seq"].to_numpy())
+        ok = ext >= 0
+        ts = g["rtp_timestamp"].to_numpy(np.int64)
+        media_ts = np.concatenate(([0], np.cumsum((np.diff(ts) + (1 << 31)) % (1 << 32) - (1 << 31))))
+        rates = g["clock_rate"].dropna()
+        media_s = media_ts / (int(rates.iloc[0]) if len(rates) else DEFAULT_CLOCK_RATE)
+        audio = ~g["encoding"].astype(object).map(is_non_audio).fillna(False).to_numpy(bool)
+        yield TrackPackets(key, g, ok, ext[ok], _ns(g["received_at"])[ok], media_s[ok], audio[ok])
+
+
+def _stream_rows(frames: pd.DataFrame, payload: Payload | None) -> list[dict]:
+    rows = []
+    for t in stream_tracks(frames):
+        (stream_id, track), g, ok, arrival = t.key, t.group, t.ok, t.arrival_ns
+        stats = sequence_stats(t.ext, arrival, t.media_s)
         first = stats["first"]
         mismatch = False
         if payload is not None and len(first) and "_key" in g:
@@ -400,17 +446,10 @@ def _stream_rows(frames: pd.DataFrame, payload: Payload | None) -> list[dict]:
 
 def _fork_rows(rtp: pd.DataFrame, payload: Payload | None) -> list[dict]:
     rows = []
-    for (target, ssrc), g in rtp.groupby(["target", "ssrc"], sort=False, observed=True):
-        ext = extend_sequence(g["seq"].to_numpy())
-        ok = ext >= 0
-        ts = g["rtp_timestamp"].to_numpy(np.int64)
-        media_ts = np.concatenate(([0], np.cumsum((np.diff(ts) + (1 << 31)) % (1 << 32) - (1 << 31))))
-        rates = g["clock_rate"].dropna()
-        media_s = media_ts / (int(rates.iloc[0]) if len(rates) else DEFAULT_CLOCK_RATE)
+    for t in fork_sources(rtp):
+        (target, ssrc), g, ok, arrival = t.key, t.group, t.ok, t.arrival_ns
         encoding = g["encoding"].astype(object)
-        audio = ~encoding.map(is_non_audio).fillna(False).to_numpy(bool)
-        arrival = _ns(g["received_at"])[ok]
-        stats = sequence_stats(ext[ok], arrival, media_s[ok], audio[ok])
+        stats = sequence_stats(t.ext, arrival, t.media_s, t.timed)
         first = stats["first"]
         mismatch = False
         if payload is not None and len(first) and "_key" in g:
