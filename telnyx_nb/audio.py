@@ -35,10 +35,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
+from telnyx_nb import defaults
 from telnyx_nb.wire import codecs
 from telnyx_nb.wire.media import FRAME_MS
 from telnyx_nb.wire.rtp import SEQ_MOD, extend_sequence
@@ -68,6 +70,9 @@ TS_JUMP_S = 10.0
 MAX_SILENCE_S = 3600.0
 #: Comfort noise is reproducible: the same input gives the same samples.
 CN_SEED = 3389
+
+if TYPE_CHECKING:
+    from IPython.display import HTML
 
 _TS_MOD = 1 << 32
 _TS_HALF = 1 << 31
@@ -126,11 +131,36 @@ class Audio:
         path.write_bytes(self.wav_bytes())
         return path
 
-    def _repr_html_(self) -> str:
-        """An HTML5 player in Jupyter (IPython.display.Audio around the WAV bytes, unscaled)."""
+    def clip(self, start_s: float = 0.0, stop_s: float | None = None) -> Audio:
+        """The samples from ``start_s`` to ``stop_s`` seconds (media time; ``stop_s`` None: to the
+        end), as a new ``Audio`` whose ``start`` is moved by ``start_s``. Raises ``ValueError``
+        for a negative or reversed range."""
+        if start_s < 0 or (stop_s is not None and stop_s < start_s):
+            raise ValueError(f"clip({start_s}, {stop_s}): need 0 <= start_s <= stop_s")
+        first = round(start_s * self.rate)
+        last = None if stop_s is None else round(stop_s * self.rate)
+        start = None if self.start is None else self.start + pd.Timedelta(seconds=first / self.rate)
+        return Audio(self.samples[first:last], self.rate, start, self.left_out)
+
+    def player(self, max_s: float | None = defaults.AUDIO_EMBED_MAX_S) -> HTML:
+        """A notebook player (``IPython.display.HTML``) embedding at most ``max_s`` seconds
+        (None: all of it) as WAV; when audio is left out, a note under the player says how much
+        and how to get the rest. Displaying an ``Audio`` shows ``player()``."""
+        from IPython.display import HTML
         from IPython.display import Audio as Player
 
-        return Player(data=self.wav_bytes())._repr_html_()
+        shown = self if max_s is None or self.duration <= max_s else self.clip(0, max_s)
+        html = Player(data=shown.wav_bytes())._repr_html_()
+        if len(shown) < len(self):
+            html += (f"<div><small>The player holds the first {shown.duration:.1f} s of "
+                     f"{self.duration:.1f} s, to keep the notebook small: "
+                     f"<code>.player(max_s=None)</code> embeds all of it, "
+                     f"<code>.clip(start_s, stop_s)</code> another part, "
+                     f"<code>.to_wav(path)</code> saves it.</small></div>")
+        return HTML(html)
+
+    def _repr_html_(self) -> str:
+        return str(self.player().data)
 
 
 @dataclass(eq=False)

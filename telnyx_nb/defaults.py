@@ -18,7 +18,9 @@ __all__ = [
     "LAG_INTERVAL_S", "LAG_SAMPLES", "EXCERPT_CHARS", "SIGNATURE_TOLERANCE_S", "FLUSH_INTERVAL_S", "START_TIMEOUT_S",
     "READ_FLUSH_INTERVAL_S",
     "STREAM_SILENCE_S", "SIGNATURE_FAILURES_WARNING", "WAIT_FOR_TIMEOUT_S", "WAIT_FOR_RECHECK_S",
+    "SELFTEST_TIMEOUT_S",
     "VAD_FLOOR_DBFS", "VAD_SNR_DB", "VAD_NOISE_PERCENTILE", "VAD_HANGOVER_S", "VAD_MIN_SPEECH_S",
+    "AUDIO_EMBED_MAX_S",
 ]
 
 #: Where a Receiver captures by default: a child process (True) or a thread of the kernel.
@@ -81,6 +83,8 @@ WAIT_FOR_TIMEOUT_S = 10.0
 #: While it waits, ``rx.wait_for`` re-reads ``events`` at least this often, in seconds (it wakes
 #: on the event itself; this covers an event whose callback a full queue dropped).
 WAIT_FOR_RECHECK_S = 1.0
+#: How long ``rx.selftest()`` waits for its request through the public URL to be answered, in seconds.
+SELFTEST_TIMEOUT_S = 5.0
 #: The loop-lag probe's period, in seconds, and how many samples ``health()`` keeps.
 LAG_INTERVAL_S = 0.05
 LAG_SAMPLES = 1200
@@ -100,3 +104,6 @@ VAD_NOISE_PERCENTILE = 10.0
 VAD_HANGOVER_S = 0.5
 #: A burst of speech frames shorter than this is not talk (clicks, pops), in seconds.
 VAD_MIN_SPEECH_S = 0.1
+#: Seconds of audio a notebook player embeds (the rest is named in a note under it): WAV in
+#: base64 costs about 21 kB per second per channel at 8 kHz, and a notebook keeps it.
+AUDIO_EMBED_MAX_S = 10.0

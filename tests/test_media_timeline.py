@@ -8,6 +8,7 @@ RFC 4733 events for a scenario's digits, end to end.
 
 from __future__ import annotations
 
+import io
 import shutil
 import socket
 import wave
@@ -471,3 +472,38 @@ def test_telephone_events_count_as_packets_but_not_in_the_jitter():
     plain, with_events = quality(False), quality(True)
     assert (with_events["packets"], with_events["lost"]) == (57, 0)
     assert with_events["jitter_ms"] == pytest.approx(plain["jitter_ms"]) and plain["jitter_ms"] > 0
+
+
+def _embedded_wav(html: str) -> bytes:
+    """The WAV file inside a player's data URI."""
+    import base64
+    import re
+
+    return base64.b64decode(re.search(r'base64,([A-Za-z0-9+/=]+)"', html).group(1))
+
+
+def test_player_embeds_at_most_the_limit_and_says_what_it_left_out():
+    from telnyx_nb import defaults
+
+    samples = (np.arange(25 * RATE) % 1000).astype(np.int16)
+    audio = Audio(samples, RATE, pd.Timestamp(T0, tz="UTC"))
+    html = audio._repr_html_()
+    with wave.open(io.BytesIO(_embedded_wav(html))) as wav:
+        assert wav.getnframes() == int(defaults.AUDIO_EMBED_MAX_S * RATE)
+        np.testing.assert_array_equal(np.frombuffer(wav.readframes(wav.getnframes()), "<i2"),
+                                      samples[: int(defaults.AUDIO_EMBED_MAX_S * RATE)])
+    assert "first 10.0 s of 25.0 s" in html and ".player(max_s=None)" in html
+    with wave.open(io.BytesIO(_embedded_wav(audio.player(max_s=None).data))) as wav:
+        assert wav.getnframes() == len(samples)
+    short = Audio(samples[:RATE], RATE)
+    assert "first" not in short._repr_html_()
+
+
+def test_clip_cuts_by_media_time_and_moves_start():
+    audio = Audio(np.arange(3 * RATE, dtype=np.int16), RATE, pd.Timestamp(T0, tz="UTC"))
+    part = audio.clip(1.0, 2.5)
+    np.testing.assert_array_equal(part.samples, audio.samples[RATE: int(2.5 * RATE)])
+    assert part.start == pd.Timestamp(T0, tz="UTC") + pd.Timedelta(seconds=1)
+    assert audio.clip(2.0).duration == 1.0
+    with pytest.raises(ValueError, match="clip"):
+        audio.clip(2.0, 1.0)
