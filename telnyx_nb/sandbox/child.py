@@ -80,8 +80,8 @@ async def _serve(config: dict[str, Any]) -> None:
 
     from telnyx_nb.sandbox.calls import Route
     from telnyx_nb.sandbox.control import start_control
-    from telnyx_nb.sandbox.engine import Engine, check_codec
-    from telnyx_nb.sandbox.scenarios import Scenario, get_scenario
+    from telnyx_nb.sandbox.engine import Engine
+    from telnyx_nb.sandbox.scenarios import Scenario, check_codec, get_scenario
     from telnyx_nb.wire import webhooks
 
     loop = asyncio.get_running_loop()

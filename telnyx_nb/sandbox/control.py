@@ -20,6 +20,7 @@ the same arguments (``KeyError`` for an unknown call, ``ValueError`` for a bad v
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import http.client
 import json
@@ -30,11 +31,11 @@ import threading
 from array import array
 from typing import TYPE_CHECKING, Any
 
-from aiohttp import web
-
 from telnyx_nb.sandbox.ground_truth import ARRAY_COLUMNS, GroundTruth, Snapshot
 
 if TYPE_CHECKING:
+    from aiohttp import web
+
     from telnyx_nb.sandbox.engine import Engine
 
 __all__ = ["PREFIX", "TOKEN_HEADER", "SandboxProcessError", "ControlClient", "start_control", "pack_snapshot",
@@ -49,8 +50,6 @@ _MAGIC = b"TNBGT\x01"
 _BUILTIN_ERRORS: dict[str, type[Exception]] = {cls.__name__: cls for cls in (
     KeyError, IndexError, LookupError, ValueError, TypeError, RuntimeError, TimeoutError, NotImplementedError,
     OverflowError, ZeroDivisionError)}
-_ENGINE = web.AppKey("engine", object)
-_TOKEN = web.AppKey("token", str)
 #: Idle control connections are never closed by the child (the parent pools them).
 _KEEPALIVE_S = 10 * 365 * 86400.0
 
@@ -130,22 +129,23 @@ def unpack_snapshot(data: bytes) -> Snapshot:
 # --- the child's side -----------------------------------------------------------------------
 async def start_control(engine: Engine, token: str, sock: socket.socket) -> web.AppRunner:
     """Serve the control endpoint for ``engine`` on ``sock`` (a listening TCP socket the
-    parent bound on 127.0.0.1 and handed over); returns the runner."""
+    parent bound on 127.0.0.1 and handed over); returns the runner. aiohttp is imported here,
+    in the child: the parent only needs ``ControlClient``."""
+    from aiohttp import web
+
     app = web.Application(client_max_size=64 * 1024 * 1024)
-    app[_ENGINE] = engine
-    app[_TOKEN] = token
-    app.router.add_post(PREFIX + "/{command}", _handle)
+    app.router.add_post(PREFIX + "/{command}", functools.partial(_handle, engine, token))
     runner = web.AppRunner(app, access_log=None, keepalive_timeout=_KEEPALIVE_S)
     await runner.setup()
     await web.SockSite(runner, sock).start()
     return runner
 
 
-async def _handle(request: web.Request) -> web.Response:
-    token = request.app[_TOKEN]
+async def _handle(engine: Engine, token: str, request: web.Request) -> web.Response:
+    from aiohttp import web
+
     if not hmac.compare_digest(request.headers.get(TOKEN_HEADER, "").encode(), token.encode()):
         return web.Response(status=401, text="bad control token")
-    engine: Engine = request.app[_ENGINE]  # type: ignore[assignment]
     name = request.match_info["command"]
     try:
         args = json.loads(await request.read() or b"{}")

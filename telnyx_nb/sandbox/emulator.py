@@ -31,18 +31,18 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from telnyx_nb.loopthread import LoopThread
 from telnyx_nb.reprs import html_card
-from telnyx_nb.sandbox.calls import Route
 from telnyx_nb.sandbox.control import ControlClient, SandboxProcessError, unpack_snapshot
-from telnyx_nb.sandbox.engine import Engine, check_codec, impairment_arg, scenario_arg
 from telnyx_nb.sandbox.ground_truth import GroundTruth
-from telnyx_nb.sandbox.impairments import GilbertElliott, Impairment
+from telnyx_nb.sandbox.impairments import GilbertElliott, Impairment, impairment_arg
 from telnyx_nb.sandbox.process import SandboxProcess
-from telnyx_nb.sandbox.scenarios import Scenario, get_scenario
+from telnyx_nb.sandbox.scenarios import Scenario, check_codec, get_scenario, scenario_arg
 from telnyx_nb.wire import webhooks
 
 if TYPE_CHECKING:
     import pandas as pd
     import telnyx
+
+    from telnyx_nb.sandbox.engine import Engine
 
 __all__ = ["Sandbox", "SandboxProcessError"]
 
@@ -141,6 +141,9 @@ class Sandbox:
         return self
 
     def _start_thread(self) -> None:
+        from telnyx_nb.sandbox.calls import Route  # the engine and its aiohttp: only in this mode
+        from telnyx_nb.sandbox.engine import Engine
+
         route = Route(self._scenario, self._codec).prepare()  # rendered here, not on the media clock
         engine = Engine(host=self.host, port=self.port, api_key=self.api_key, connection_id=self.connection_id,
                         signer=self._signer, default_route=route, **self._options)

@@ -23,8 +23,7 @@ import inspect
 import json
 import socket
 from collections.abc import Callable
-from dataclasses import asdict
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 from aiohttp import web
 
@@ -32,13 +31,13 @@ from telnyx_nb.sandbox.calls import Call, CallControl, Route
 from telnyx_nb.sandbox.ground_truth import Snapshot
 from telnyx_nb.sandbox.impairments import Impairment
 from telnyx_nb.sandbox.media_clock import MediaClock
-from telnyx_nb.sandbox.scenarios import Scenario, get_scenario
+from telnyx_nb.sandbox.scenarios import Scenario, check_codec, get_scenario
 from telnyx_nb.sandbox.server import log as server_log
 from telnyx_nb.sandbox.server import make_app
 from telnyx_nb.sandbox.webhook_sender import WebhookSender
 from telnyx_nb.wire import webhooks
 
-__all__ = ["Engine", "COMMANDS", "check_codec", "scenario_arg", "impairment_arg"]
+__all__ = ["Engine", "COMMANDS"]
 
 #: The commands :meth:`Engine.command` runs (one per ``Sandbox`` method of the same name).
 COMMANDS = ("route", "incoming_call", "hangup", "send_dtmf", "impair", "ground_truth", "call_state", "pacing",
@@ -47,32 +46,6 @@ _DTMF_DIGITS = "0123456789*#ABCD"
 T = TypeVar("T")
 #: Scenarios rebuilt from a spec, kept so that routing the same scenario twice renders it once.
 _MAX_SPEC_CACHE = 64
-
-
-def check_codec(codec: str) -> Literal["PCMU", "PCMA"]:
-    """A call's codec: PCMU or PCMA (ValueError otherwise)."""
-    if codec == "PCMU":
-        return "PCMU"
-    if codec == "PCMA":
-        return "PCMA"
-    raise ValueError(f"a call's codec is PCMU or PCMA, got {codec!r}")
-
-
-def scenario_arg(scenario: str | Scenario) -> str | dict[str, Any]:
-    """How a scenario travels to the sandbox's process: a library name, or its spec."""
-    if isinstance(scenario, Scenario):
-        try:
-            if get_scenario(scenario.name) is scenario:
-                return scenario.name
-        except ValueError:
-            pass
-        return scenario.to_spec()
-    return scenario
-
-
-def impairment_arg(impairment: Impairment) -> dict[str, Any]:
-    """An Impairment's fields (seed filled in) as JSON-able keyword arguments."""
-    return asdict(impairment)
 
 
 class Engine:

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import random
 import secrets
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
 
-__all__ = ["GilbertElliott", "Impairment", "Channel", "Fate", "REORDER_HOLD_S"]
+__all__ = ["GilbertElliott", "Impairment", "Channel", "Fate", "REORDER_HOLD_S", "impairment_arg"]
 
 Fate = Literal["delivered", "dropped", "duplicated"]
 REORDER_HOLD_S = 0.030
@@ -129,3 +129,8 @@ class Channel:
         if imp.reorder > 0 and rng.random() < imp.reorder:
             delay += REORDER_HOLD_S
         return fate, delay
+
+
+def impairment_arg(impairment: Impairment) -> dict[str, Any]:
+    """An Impairment's fields (seed filled in) as JSON-able keyword arguments."""
+    return asdict(impairment)

@@ -23,7 +23,8 @@ import numpy as np
 
 from telnyx_nb.wire import codecs, media
 
-__all__ = ["Word", "Utterance", "Scenario", "get_scenario", "library_names", "utterances_on", "FRAME_S", "TRACKS"]
+__all__ = ["Word", "Utterance", "Scenario", "get_scenario", "library_names", "utterances_on", "FRAME_S", "TRACKS",
+           "check_codec", "scenario_arg"]
 
 FRAME_S = media.FRAME_MS / 1000
 TRACKS = ("inbound", "outbound")
@@ -269,3 +270,24 @@ def get_scenario(scenario: str | Scenario) -> Scenario:
 def utterances_on(scenario: Scenario, tracks: Sequence[str]) -> list[Utterance]:
     """The scenario's utterances on the given tracks, in order of their end."""
     return sorted((u for u in scenario.utterances if u.track in tracks), key=lambda u: u.end_s)
+
+
+def check_codec(codec: str) -> Literal["PCMU", "PCMA"]:
+    """A call's codec: PCMU or PCMA (ValueError otherwise)."""
+    if codec == "PCMU":
+        return "PCMU"
+    if codec == "PCMA":
+        return "PCMA"
+    raise ValueError(f"a call's codec is PCMU or PCMA, got {codec!r}")
+
+
+def scenario_arg(scenario: str | Scenario) -> str | dict[str, Any]:
+    """How a scenario travels to the sandbox's process: a library name, or its spec."""
+    if isinstance(scenario, Scenario):
+        try:
+            if get_scenario(scenario.name) is scenario:
+                return scenario.name
+        except ValueError:
+            pass
+        return scenario.to_spec()
+    return scenario
