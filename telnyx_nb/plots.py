@@ -505,7 +505,9 @@ def _draw_lags(ax: Axes, lags: pd.DataFrame) -> None:
 
 def _overlap(a: pd.DataFrame, b: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """(starts, widths) where intervals of ``a`` and of ``b`` (columns start_s, end_s, each
-    sorted and disjoint) overlap."""
+    sorted and disjoint) overlap; empty when either has none."""
+    if a.empty or b.empty:
+        return np.empty(0), np.empty(0)
     edges = np.unique(np.concatenate([a["start_s"], a["end_s"], b["start_s"], b["end_s"]]))
     middle = (edges[:-1] + edges[1:]) / 2
     inside = []
