@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from telnyx_nb.errors import StreamNotOpenError
 from telnyx_nb.wire import media
 
 __all__ = ["Outbound"]
@@ -25,6 +26,18 @@ class Outbound:
         self._ws = ws
         self._tail: asyncio.Task[None] | None = None
         self._pending: set[asyncio.Task[None]] = set()
+
+    async def _send(self, frame: media.AppFrame) -> None:
+        """Write one frame; StreamNotOpenError once the socket is closing or closed (Telnyx ends
+        a stream on hang-up, ``streaming_stop``, or a fork replacing it)."""
+        closed = StreamNotOpenError("the media stream has closed: Telnyx ended it (hang-up, streaming_stop, "
+                                    "or a fork that replaced it)")
+        if self._ws.closed:
+            raise closed
+        try:
+            await self._ws.send_str(media.dumps(frame))
+        except ConnectionResetError as exc:
+            raise closed from exc
 
     async def send(self, frames: Sequence[media.AppFrame], *, paced: bool,
                    on_last: Callable[[int], None] | None = None) -> None:
@@ -42,7 +55,7 @@ class Outbound:
             for k, frame in enumerate(frames):
                 if on_last is not None and k == len(frames) - 1:
                     on_last(time.time_ns())
-                await self._ws.send_str(media.dumps(frame))
+                await self._send(frame)
                 if paced:
                     await asyncio.sleep(max(0.0, t0 + (k + 1) * media.FRAME_MS / 1000 - loop.time()))
         finally:
@@ -51,7 +64,7 @@ class Outbound:
     async def clear(self) -> None:
         """Drop the frames still queued here, then send ``clear``."""
         self.cancel()
-        await self._ws.send_str(media.dumps(media.Clear()))
+        await self._send(media.Clear())
 
     def cancel(self) -> None:
         """Cancel everything queued (the socket is gone, or ``clear``)."""

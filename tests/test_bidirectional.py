@@ -219,3 +219,18 @@ def test_30_ms_goes_out_as_two_20_ms_chunks_the_tail_padded_with_silence():
     assert [len(p) for p in payloads] == [160, 160]
     assert payloads[0] + payloads[1][:80] == codecs.ulaw_encode(sent)        # no command: Telnyx's PCMU default
     assert payloads[1][80:] == b"\xff" * 80
+
+
+def test_a_mark_on_a_stream_a_fork_replaced_says_the_stream_closed(sb, client, rx):
+    """Telnyx ends a stream that a fork replaces; sending on it afterwards is StreamNotOpenError
+    (it was aiohttp's 'Cannot write to closing transport'), and the mark's command row says so."""
+    ccid, stream_id = call_with_stream(sb, client, rx, "+15550910", "PCMU", stream_bidirectional_mode="rtp")
+    tnb.start_forking(client, ccid, rx)
+    rx.wait_for("streaming.stopped", ccid)
+    for k in range(3):                          # while the socket closes, and after
+        with pytest.raises(tnb.StreamNotOpenError, match="no open media stream|has closed"):
+            rx.mark(stream_id, f"late-{k}").result(10)
+    marks = rx.commands[rx.commands.command == "mark"]
+    assert marks.status.tolist() == ["failed"] * 3, marks
+    assert marks.error.str.contains("StreamNotOpenError").all(), marks.error.tolist()
+    tnb.hangup(client, ccid, rx)
