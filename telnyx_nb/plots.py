@@ -639,7 +639,7 @@ def quality_summary(rx_or_session: Session, call_control_id: str | Iterable[str]
         _grouped_bars(ax, table, [_call_label(c) for c in table.index], bottom)
         ax.tick_params(axis="x", labelrotation=30)
         ax.set_title(title)
-        ax.set_xlabel("call (call control id, start)")
+        ax.set_xlabel("call (call control id, first 10 characters)")
         ax.set_ylabel(ylabel)
     axes[-1].set_ylim(1, 5)
     _figure_legend(fig, axes[0])

@@ -228,7 +228,7 @@ def test_a_mark_on_a_stream_a_fork_replaced_says_the_stream_closed(sb, client, r
     tnb.start_forking(client, ccid, rx)
     rx.wait_for("streaming.stopped", ccid)
     for k in range(3):                          # while the socket closes, and after
-        with pytest.raises(tnb.StreamNotOpenError, match="no open media stream|has closed"):
+        with pytest.raises(tnb.StreamNotOpenError, match=r"no open media stream|has closed"):
             rx.mark(stream_id, f"late-{k}").result(10)
     marks = rx.commands[rx.commands.command == "mark"]
     assert marks.status.tolist() == ["failed"] * 3, marks
