@@ -12,7 +12,9 @@ With a receiver, every command is recorded in ``rx.commands`` (``store.commands`
 options sent (secrets masked), when it was sent and answered, and how (``status``). That is
 also how ``rx.send_audio`` knows the codec and rate Telnyx expects audio back in on a stream
 (``streams.bidirectional_codec``/``bidirectional_rate``). All take ``rx`` so that a control
-panel can call them alike.
+panel can call them alike. ``client``, ``call_control_id`` and ``rx`` are positional-only, so
+that every keyword is an SDK option (``fork_start`` has options named ``rx`` and ``tx``:
+``tnb.start_forking(client, ccid, rx, rx="udp:203.0.113.5:5000")`` sends the inbound fork there).
 
 Telnyx refuses commands on a call that is not answered yet (422 90034): wait for it first,
 ``rx.wait_for("call.answered", ccid)``.
@@ -80,7 +82,7 @@ def _stream_options(rx: Receiver, options: dict[str, Any], *, token_in_body: boo
             options["stream_auth_token"] = rx.stream_auth_token
 
 
-def dial(client: Any, rx: Receiver | None = None, *, stream: bool = False, **options: Any) -> Any:
+def dial(client: Any, rx: Receiver | None = None, /, *, stream: bool = False, **options: Any) -> Any:
     """``client.calls.dial(**options)`` with ``webhook_url=rx.webhook_url`` (unless given).
 
     ``stream=True`` asks for a media stream to ``rx`` from the answer on (``stream_url``,
@@ -97,7 +99,7 @@ def dial(client: Any, rx: Receiver | None = None, *, stream: bool = False, **opt
     return _sent(rx, "dial", None, options, lambda: client.calls.dial(**options))
 
 
-def answer(client: Any, call_control_id: str, rx: Receiver | None = None, *, stream: bool = False,
+def answer(client: Any, call_control_id: str, rx: Receiver | None = None, /, *, stream: bool = False,
            **options: Any) -> Any:
     """``answer`` an incoming call; ``stream=True`` asks for a media stream to ``rx`` as
     :func:`dial` does (the token goes in ``extra_body``: the SDK's ``answer`` has no
@@ -107,13 +109,13 @@ def answer(client: Any, call_control_id: str, rx: Receiver | None = None, *, str
     return _call(client, "answer", "answer", call_control_id, rx, options)
 
 
-def hangup(client: Any, call_control_id: str, rx: Receiver | None = None, **options: Any) -> Any:
+def hangup(client: Any, call_control_id: str, rx: Receiver | None = None, /, **options: Any) -> Any:
     """``hangup`` the call (Telnyx then sends ``call.hangup``, after the stops of its stream,
     fork and transcription)."""
     return _call(client, "hangup", "hangup", call_control_id, rx, options)
 
 
-def start_streaming(client: Any, call_control_id: str, rx: Receiver | None = None, *,
+def start_streaming(client: Any, call_control_id: str, rx: Receiver | None = None, /, *,
                     stream_track: str = "both_tracks", **options: Any) -> Any:
     """``streaming_start`` to ``rx.stream_url`` (with ``rx.stream_auth_token`` if set).
 
@@ -127,12 +129,12 @@ def start_streaming(client: Any, call_control_id: str, rx: Receiver | None = Non
     return _call(client, "start_streaming", "streaming_start", call_control_id, rx, options)
 
 
-def stop_streaming(client: Any, call_control_id: str, rx: Receiver | None = None, **options: Any) -> Any:
+def stop_streaming(client: Any, call_control_id: str, rx: Receiver | None = None, /, **options: Any) -> Any:
     """``streaming_stop`` (all streams of the call unless ``stream_id`` is given)."""
     return _call(client, "stop_streaming", "streaming_stop", call_control_id, rx, options)
 
 
-def start_forking(client: Any, call_control_id: str, rx: Receiver | None = None, **options: Any) -> Any:
+def start_forking(client: Any, call_control_id: str, rx: Receiver | None = None, /, **options: Any) -> Any:
     """``fork_start`` to ``rx.fork_rx``/``rx.fork_tx`` with ``stream_type="decrypted"`` (unless set).
 
     Plain RTP carries no call id, so before the request the receiver is told to attribute the
@@ -153,18 +155,18 @@ def start_forking(client: Any, call_control_id: str, rx: Receiver | None = None,
         raise
 
 
-def stop_forking(client: Any, call_control_id: str, rx: Receiver | None = None, **options: Any) -> Any:
+def stop_forking(client: Any, call_control_id: str, rx: Receiver | None = None, /, **options: Any) -> Any:
     """``fork_stop`` with ``stream_type="decrypted"`` (to match start_forking) unless given."""
     options.setdefault("stream_type", "decrypted")
     return _call(client, "stop_forking", "fork_stop", call_control_id, rx, options)
 
 
-def start_transcription(client: Any, call_control_id: str, rx: Receiver | None = None, **options: Any) -> Any:
+def start_transcription(client: Any, call_control_id: str, rx: Receiver | None = None, /, **options: Any) -> Any:
     """``transcription_start``; results arrive as ``call.transcription`` webhooks (``rx.transcripts``)."""
     return _call(client, "start_transcription", "transcription_start", call_control_id, rx, options)
 
 
-def stop_transcription(client: Any, call_control_id: str, rx: Receiver | None = None, **options: Any) -> Any:
+def stop_transcription(client: Any, call_control_id: str, rx: Receiver | None = None, /, **options: Any) -> Any:
     """``transcription_stop``. The sandbox then sends ``call.transcription.stopped`` (as it does
     when a transcribed call ends; the protocol reference §2.2, "Transcription stopped"), stored
     in ``rx.events`` like any webhook; the SDK has no model for that event, so code that must

@@ -73,3 +73,14 @@ def test_helpers_fill_from_the_receiver_and_pass_options_through(recorded):
         assert commands.command_id.tolist() == [command_ids[i] for i in (0, 1, 2, 3, 6)]
         assert commands.options.iloc[0] == {**bodies[0], "stream_auth_token": SECRET_MARKER,
                                             "command_id": command_ids[0]}
+
+
+def test_the_receiver_is_positional_so_fork_targets_can_be_set_by_keyword(recorded):
+    """fork_start has options named rx and tx; the helpers' receiver argument is positional-only,
+    so ``rx=`` is the SDK's option (it was a TypeError: multiple values for argument 'rx')."""
+    client, requests = recorded
+    with tnb.Receiver() as rx:
+        tnb.start_forking(client, "v3:abc-9", rx, rx="udp:203.0.113.5:5000")
+        assert requests[-1][1]["rx"] == "udp:203.0.113.5:5000" and requests[-1][1]["tx"] == rx.fork_tx
+        with pytest.raises(TypeError):
+            tnb.hangup(client, call_control_id="v3:abc-9")
