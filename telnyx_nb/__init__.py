@@ -32,6 +32,7 @@ _EXPORTS = {
     "StreamNotOpenError": "telnyx_nb.errors",
     "StreamNotStartedError": "telnyx_nb.errors",
     "ReceiverNotStartedError": "telnyx_nb.errors",
+    "SelfTest": "telnyx_nb.wire.selftest",
     **{name: "telnyx_nb.actions" for name in ("dial", "answer", "hangup", "start_streaming", "stop_streaming",
                                                "start_forking", "stop_forking", "start_transcription",
                                                "stop_transcription")},
@@ -42,7 +43,7 @@ _EXPORTS = {
 
 __all__ = [
     "wire", "quality", "__version__", "Receiver", "Sandbox", "Audio", "load",
-    "TelnyxNbError", "Reason", "StreamNotOpenError", "StreamNotStartedError", "ReceiverNotStartedError",
+    "TelnyxNbError", "Reason", "StreamNotOpenError", "StreamNotStartedError", "ReceiverNotStartedError", "SelfTest",
     "dial", "answer", "hangup", "start_streaming", "stop_streaming", "start_forking", "stop_forking",
     "start_transcription", "stop_transcription", "CallPanel", "Dashboard", "plots",
 ]
@@ -72,6 +73,7 @@ if TYPE_CHECKING:
     from telnyx_nb.sandbox import Sandbox
     from telnyx_nb.session import load
     from telnyx_nb.widgets import CallPanel, Dashboard
+    from telnyx_nb.wire.selftest import SelfTest
 
 
 def __getattr__(name: str) -> Any:

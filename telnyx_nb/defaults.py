@@ -20,7 +20,7 @@ __all__ = [
     "STREAM_SILENCE_S", "SIGNATURE_FAILURES_WARNING", "WAIT_FOR_TIMEOUT_S", "WAIT_FOR_RECHECK_S",
     "SELFTEST_TIMEOUT_S",
     "VAD_FLOOR_DBFS", "VAD_SNR_DB", "VAD_NOISE_PERCENTILE", "VAD_HANGOVER_S", "VAD_MIN_SPEECH_S",
-    "AUDIO_EMBED_MAX_S",
+    "AUDIO_EMBED_MAX_S", "WAIT_PROGRESS_AFTER_S", "WAIT_PROGRESS_INTERVAL_S",
 ]
 
 #: Where a Receiver captures by default: a child process (True) or a thread of the kernel.
@@ -107,3 +107,7 @@ VAD_MIN_SPEECH_S = 0.1
 #: Seconds of audio a notebook player embeds (the rest is named in a note under it): WAV in
 #: base64 costs about 21 kB per second per channel at 8 kHz, and a notebook keeps it.
 AUDIO_EMBED_MAX_S = 10.0
+#: ``wait_for`` shows a progress bar once a wait has lasted this long, in seconds, and updates it
+#: this often.
+WAIT_PROGRESS_AFTER_S = 0.5
+WAIT_PROGRESS_INTERVAL_S = 0.1

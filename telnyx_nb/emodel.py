@@ -32,7 +32,7 @@ above 1 for bursty loss). **MOS** from R (G.107 Annex B):
     MOS = 1 + 0.035·R + 7·10⁻⁶·R·(R − 60)·(100 − R)     0 ≤ R ≤ 100
     MOS = 4.5                                           R > 100
 
-so a clean G.711 call (d = 10 ms) gets R = 92.96, MOS 4.41.
+so a clean G.711 call (d = 10 ms: no loss, no jitter) gets R = 93.2 − 0.24 = 92.96, MOS 4.4046 (4.40).
 
 **Where it is used.** ``quality()`` (each row's ``mos``; the per-call summary's lowest) calls
 :func:`mos`: G.711 without concealment (Ie = 0, Bpl = 4.3), random loss (BurstR = 1), the row's

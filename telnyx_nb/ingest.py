@@ -1,5 +1,8 @@
 """The receiver's I/O: webhooks, media WebSockets and forked RTP from sockets into the store.
 
+It also answers ``GET|POST /selftest?nonce=...`` (``wire.selftest``, for ``Receiver.selftest``),
+which stores nothing.
+
 It runs on the receiver's own loop (see ``loopthread``) and only moves bytes: parsing,
 verification and every stream rule are ``telnyx_nb.wire`` (``webhooks``, ``stream``,
 ``rtp``). Arrival times are stamped with ``time.time_ns()`` when the socket read returns:
@@ -48,7 +51,7 @@ from telnyx_nb.outbound import Outbound
 from telnyx_nb.store import Store, StreamInfo
 from telnyx_nb.store.schema import TARGETS
 from telnyx_nb.udp import SOCKET_READ, ForkPort
-from telnyx_nb.wire import media, rtp, stream, webhooks
+from telnyx_nb.wire import media, rtp, selftest, stream, webhooks
 from telnyx_nb.wire.errors import Reason
 
 __all__ = ["Ingest", "Limits", "Link", "COUNTERS"]
@@ -219,6 +222,8 @@ class Ingest:
         self.links: dict[str, Link] = {}
         self.lags: deque[float] = deque(maxlen=limits.lag_samples)
         self.udp_rcvbuf = 0
+        #: The HTTP port listened on (0 until ``open``).
+        self.port = 0
         self.stopping = False
         self._server: asyncio.base_events.Server | None = None
         self._runner: web.AppRunner | None = None
@@ -240,6 +245,8 @@ class Ingest:
         app = web.Application(client_max_size=limits.max_webhook_size, middlewares=[_in_handler])
         app.router.add_post("/webhooks", self._on_webhook)
         app.router.add_get("/stream", self._on_stream)
+        app.router.add_get(selftest.PATH, self._on_selftest)
+        app.router.add_post(selftest.PATH, self._on_selftest)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False, logger=log,
                                      shutdown_timeout=limits.shutdown_timeout_s)
         await self._runner.setup()
@@ -258,7 +265,8 @@ class Ingest:
         self.udp_rcvbuf = self._udp[0].rcvbuf
         self.rtp_clock = self._udp[0].clock
         self._ticker = asyncio.ensure_future(self._tick())
-        return self._server.sockets[0].getsockname()[1], (self._udp[0].port, self._udp[1].port)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self.port, (self._udp[0].port, self._udp[1].port)
 
     def kernel_drops(self) -> dict[str, int | None]:
         """Per fork target, the datagrams the kernel dropped on its port (full receive buffer;
@@ -394,6 +402,14 @@ class Ingest:
             if self.signature_failures == self.limits.signature_failures_warning:
                 self.warn(_signature_warning(self.signature_failures, exc, self.limits.signature_tolerance_s))
         return web.json_response({"error": exc.reason.value, "detail": exc.detail}, status=exc.http_status)
+
+    async def _on_selftest(self, request: web.Request) -> web.Response:
+        """``/selftest?nonce=...`` (``wire.selftest``): echoes the nonce; unsigned, stored nowhere."""
+        nonce = request.query.get("nonce")
+        problem = selftest.nonce_error(nonce)
+        if problem is not None or nonce is None:
+            return web.json_response({"error": "bad_nonce", "detail": problem}, status=400)
+        return web.json_response(selftest.answer(nonce, _read_ns(request), self.port))
 
     # -- media streams ----------------------------------------------------------------------
 

@@ -13,13 +13,17 @@ import asyncio
 import base64
 import concurrent.futures
 import contextlib
+import http.client
 import ipaddress
 import math
 import numbers
 import secrets
+import sys
 import tempfile
 import threading
 import time
+import urllib.error
+import urllib.request
 import warnings
 import weakref
 from collections.abc import Callable, Mapping
@@ -41,7 +45,8 @@ from telnyx_nb.loopthread import LOOP_KINDS
 from telnyx_nb.session import StoreSession
 from telnyx_nb.store import Store, recording
 from telnyx_nb.store.commands import recorded_options
-from telnyx_nb.wire import codecs, telephone_event, webhooks
+from telnyx_nb.wire import codecs, selftest, telephone_event, webhooks
+from telnyx_nb.wire.selftest import SelfTest
 
 __all__ = ["Receiver"]
 
@@ -102,6 +107,11 @@ class Receiver(StoreSession):
     capture process, a table read asks it to flush first when the last flush asked for is older
     than ``read_flush_interval_s`` (default 0.2 s): a read sees every row received up to that
     long before it (``wait_for`` and ``save`` always flush first).
+
+    Self-test: ``rx.selftest()`` requests ``<public_url>/selftest?nonce=<random>`` (the base of
+    ``webhook_url``; ``url=`` another base) and says whether that URL leads to this receiver —
+    the check to run after setting up a tunnel, before placing a real call. The route is
+    unsigned and stores nothing (``telnyx_nb.wire.selftest``).
 
     Misuse: the addresses (``webhook_url``, ``stream_url``, ``fork_rx``, ``fork_tx``) raise
     :class:`~telnyx_nb.errors.ReceiverNotStartedError` (a RuntimeError) unless the receiver
@@ -389,7 +399,7 @@ class Receiver(StoreSession):
 
     def _addresses(self) -> dict[str, str]:
         """The four addresses as of the last start (unchecked: for messages)."""
-        base = self.public_url or f"http://{self.host}:{self.port}"
+        base = self.public_url or _local_base(self.host, self.port)
         parts = urlsplit(base)
         scheme = "wss" if parts.scheme == "https" else "ws"
         return {"webhook_url": f"{base}/webhooks", "stream_url": f"{scheme}://{parts.netloc}{parts.path}/stream",
@@ -421,6 +431,47 @@ class Receiver(StoreSession):
         """``tx`` target for ``fork_start``: the call's outgoing RTP."""
         self._require_running()
         return self._addresses()["fork_tx"]
+
+    # -- self-test ----------------------------------------------------------------------------
+
+    def selftest(self, url: str | None = None, *, timeout: float = defaults.SELFTEST_TIMEOUT_S) -> SelfTest:
+        """Whether this receiver answers through ``url``: a :class:`~telnyx_nb.wire.selftest.SelfTest`.
+
+        Requests ``<url>/selftest?nonce=<random>`` (``url`` a base URL, default this receiver's
+        public one: ``public_url``, else its local address) and returns ``reachable`` (the answer
+        echoed the nonce from this receiver, not from a tunnel's error page, another server or
+        another receiver), ``round_trip_ms`` (float, ms; NaN without an answer), ``status``,
+        ``error`` (why not reachable, in words) and ``received_at`` (UTC). It sends what Telnyx's
+        webhooks would go through (the tunnel, the receiver's HTTP server) from this machine, so
+        it shows the URL is right, not that Telnyx's network can reach it. An unreachable URL is
+        reported, never raised. Loopback URLs bypass HTTP proxies; others use the environment's.
+
+        Raises ReceiverNotStartedError unless the receiver listens, ValueError for a ``url``
+        that is not http(s) or a ``timeout`` that is not positive.
+        """
+        self._require_running()
+        if not timeout > 0:
+            raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+        base = (url or self.public_url or _local_base(self.host, self.port)).rstrip("/")
+        parts = urlsplit(base)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"url must be an http:// or https:// base URL, got {url!r}")
+        nonce = selftest.new_nonce()
+        target = f"{base}{selftest.PATH}?nonce={nonce}"
+        proxies: dict[str, str] | None = {} if _is_loopback(parts.hostname) else None   # None: the environment's
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler(proxies))
+        request = urllib.request.Request(target, headers={"Accept": "application/json",
+                                                          "User-Agent": "telnyx_nb-selftest"})
+        start = time.perf_counter()
+        try:
+            with opener.open(request, timeout=timeout) as answer:
+                status, body = answer.status, answer.read(selftest.ANSWER_MAX_BYTES)
+        except urllib.error.HTTPError as exc:
+            status, body = exc.code, exc.read(selftest.ANSWER_MAX_BYTES)
+        except (OSError, http.client.HTTPException) as exc:   # refused, reset, timeout, TLS, not HTTP
+            return selftest.unreachable(target, exc, timeout)
+        round_trip_ms = (time.perf_counter() - start) * 1e3
+        return selftest.judge(target, nonce, self.port, status, body, round_trip_ms)
 
     # -- fork attribution ----------------------------------------------------------------------
 
@@ -458,7 +509,7 @@ class Receiver(StoreSession):
     # -- waiting for a webhook -----------------------------------------------------------------------
 
     def wait_for(self, event_type: str, call_control_id: str | None = None, *,
-                 timeout: float = defaults.WAIT_FOR_TIMEOUT_S) -> pd.Series:
+                 timeout: float = defaults.WAIT_FOR_TIMEOUT_S, progress: bool | None = None) -> pd.Series:
         """The first ``events`` row of ``event_type`` (for ``call_control_id`` when given), as a
         ``pd.Series`` indexed by the ``events`` columns; an event received before the call counts,
         else this blocks until one arrives, at most ``timeout`` seconds.
@@ -467,8 +518,13 @@ class Receiver(StoreSession):
         Telnyx refuses commands on a call that is not answered yet (422 90034). ``event_type`` is
         a webhook's ``event_type``. Raises TimeoutError saying which events did arrive (for that
         call) and how many webhooks were rejected, ReceiverNotStartedError before ``start()``.
+        ``progress``: once the wait passes ``defaults.WAIT_PROGRESS_AFTER_S``, a ``tqdm.auto`` bar
+        says what it waits for and counts the seconds, removed when the wait ends (None: in a
+        Jupyter kernel only).
         """
         self._require_started()
+        if progress is None:
+            progress = _in_kernel()
         arrived = threading.Event()
 
         def on_event(event: dict[str, Any]) -> None:
@@ -476,23 +532,33 @@ class Receiver(StoreSession):
                 arrived.set()
 
         unsubscribe = self.on(event_type, on_event)
-        deadline = time.monotonic() + timeout
+        begun = time.monotonic()
+        deadline, next_read = begun + timeout, begun
+        bar = None
         try:
             while True:
-                self._refresh(force=True)                # what woke it is in the table
-                events = self.events
-                match = events["event_type"] == event_type
-                if call_control_id is not None:
-                    match &= events["call_control_id"] == call_control_id
-                if match.any():
-                    return events[match].iloc[0]
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or not self.running:
+                now = time.monotonic()
+                if arrived.is_set() or now >= next_read:
+                    arrived.clear()                      # an event set after this is seen by the next read
+                    self._refresh(force=True)            # what woke it is in the table
+                    events = self.events
+                    match = events["event_type"] == event_type
+                    if call_control_id is not None:
+                        match &= events["call_control_id"] == call_control_id
+                    if match.any():
+                        return events[match].iloc[0]
+                    next_read = now + defaults.WAIT_FOR_RECHECK_S
+                if now >= deadline or not self.running:
                     break
-                arrived.wait(min(remaining, defaults.WAIT_FOR_RECHECK_S))
-                arrived.clear()     # an event set after this is seen by the next read
+                if progress and now - begun >= defaults.WAIT_PROGRESS_AFTER_S:
+                    bar = bar or _wait_bar(event_type, call_control_id, timeout)
+                    bar.update(round(now - begun, 1) - bar.n)
+                pause = min(deadline, next_read) - now
+                arrived.wait(min(pause, defaults.WAIT_PROGRESS_INTERVAL_S) if progress else pause)
         finally:
             unsubscribe()
+            if bar is not None:
+                bar.close()
         raise TimeoutError(self._nothing_came(event_type, call_control_id, timeout, events))
 
     def _nothing_came(self, event_type: str, call_control_id: str | None, timeout: float,
@@ -699,6 +765,13 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def _local_base(host: str, port: int) -> str:
+    """The URL this machine reaches a server on ``host:port`` by: a wildcard address (all
+    interfaces) through loopback, an IPv6 address in brackets."""
+    host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
 def _weak_handler(rx: Receiver) -> Callable[[dict[str, Any]], None]:
     """Live events for ``rx`` without keeping it alive (the reader thread outlives nothing)."""
     ref = weakref.ref(rx)
@@ -710,3 +783,17 @@ def _weak_handler(rx: Receiver) -> Callable[[dict[str, Any]], None]:
 
     return handle
 
+
+def _in_kernel() -> bool:
+    """True in a Jupyter (ipykernel) kernel, where a progress bar renders as a widget."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    return shell is not None and "IPKernelApp" in getattr(shell, "config", {})
+
+
+def _wait_bar(event_type: str, call_control_id: str | None, timeout: float) -> Any:
+    from tqdm.auto import tqdm
+
+    call = f" ({call_control_id[:12]}…)" if call_control_id else ""
+    return tqdm(total=timeout, desc=f"waiting for {event_type}{call}", unit="s", leave=False,
+                bar_format="{desc}: {n:.1f}/{total:g} s")

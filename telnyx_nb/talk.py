@@ -144,6 +144,12 @@ def _tokens(text: object) -> tuple[str, ...]:
     return tuple(_TOKEN.findall(text.lower())) if isinstance(text, str) else ()
 
 
+def _word_count(text: object) -> int:
+    """Words of a transcript: its whitespace-separated parts with a letter or digit ("it's" and
+    "3:15" are one word each, as the sandbox's script splits them; a lone dash is none)."""
+    return sum(1 for part in text.split() if _TOKEN.search(part)) if isinstance(text, str) else 0
+
+
 def script_times(transcripts: pd.DataFrame, script: pd.DataFrame | None) -> pd.DataFrame:
     """The audio time of each transcript's words, from a word-timed ``script`` (``sb.script``):
     a DataFrame on ``transcripts``' index with ``start`` (the first word of its utterance) and
@@ -232,15 +238,18 @@ def talk_time(rx_or_session: Tables, call_control_id: str | None = None, *, sour
       ``talk_share`` (this track's part of the call's talk, NaN when nobody talked),
       ``overlap_s`` (both tracks talking; NaN with one track), ``longest_silence_s`` (this track
       not talking), ``longest_dead_air_s`` (neither talking; the track's silence with one
-      track), ``segments`` (int64), ``words`` (Int64: words of its final transcripts; NA when
-      the track has none — Telnyx transcribes the inbound track only unless
-      ``transcription_tracks`` says "outbound" or "both"), ``wpm`` (words per minute of talk).
-      Seconds are float64.
+      track), ``segments`` (int64), ``words`` (Int64: words of its final transcripts, split at
+      white space as the script is; NA when the track has none — Telnyx transcribes the
+      inbound track only unless ``transcription_tracks`` says "outbound" or "both"), ``wpm``
+      (those words per minute of the talk they cover: the track's talk segments that start
+      before its last final transcript's words were heard — their end in ``script``, else the
+      transcript's arrival — so on a call in progress the talk whose transcript has not come yet
+      is left out; NaN without words). Seconds are float64.
     - ``segments``, one row per talk segment: ``call_control_id``, ``track``, ``segment``
       (int64, from 0 per track), ``start``/``end`` (``datetime64[ns, UTC]``), ``start_s``/
       ``end_s``/``duration_s`` (float64, call time: seconds since the call's first sample).
     - ``utterances``, the final transcripts of those calls: ``call_control_id``, ``track``,
-      ``received_at``, ``transcript``, ``confidence``, ``words`` (int64), ``start``/``end``
+      ``received_at``, ``transcript``, ``confidence``, ``words`` (int64, as above), ``start``/``end``
       (the audio time of its words from ``script``, NaT without), ``start_s``/``end_s``/
       ``duration_s`` (call time, NaN where unknown), ``wpm`` (words per minute of that span).
 
@@ -254,6 +263,14 @@ def talk_time(rx_or_session: Tables, call_control_id: str | None = None, *, sour
     origins: dict[str, int] = {}
     transcripts = rx_or_session.transcripts
     finals = transcripts[transcripts["is_final"].astype(bool)]
+    if call_control_id is not None:
+        finals = finals[finals["call_control_id"] == call_control_id]
+    times = script_times(finals, script)
+    counts = np.asarray([_word_count(t) for t in finals["transcript"]], dtype=np.int64)
+    heard = times["end"].array.asi8.copy()               # each final's words heard by: the script's end,
+    unknown = times["end"].isna().to_numpy()             # else the final's arrival (Telnyx sends it after them)
+    heard[unknown] = finals["received_at"].array.asi8[unknown]
+    final_calls, final_tracks = finals["call_control_id"].astype(object), finals["track"].astype(object)
     for ccid, use, tracks in _calls(rx_or_session, call_control_id, source):
         audio = rx_or_session.audio(ccid, "both", use)
         assert audio.start is not None
@@ -272,8 +289,13 @@ def talk_time(rx_or_session: Tables, call_control_id: str | None = None, *, sour
         talk_total = sum(int(m.sum()) for m in masks.values()) * frame_s
         for track, mask in masks.items():
             talk = int(mask.sum()) * frame_s
-            mine = finals[(finals["call_control_id"] == ccid) & (finals["track"] == track)]
-            words = int(sum(len(_tokens(t)) for t in mine["transcript"])) if len(mine) else None
+            mine = ((final_calls == ccid) & (final_tracks == track)).to_numpy()
+            words = int(counts[mine].sum()) if mine.any() else None
+            transcribed = 0.0
+            if words is not None:
+                starts, ends = found[track]
+                before = starts * frame_s * 1e9 < heard[mine].max() - audio.start.value
+                transcribed = float((ends - starts)[before].sum()) * frame_s
             rows.append(dict(
                 call_control_id=ccid, track=track, source=use, duration_s=n * frame_s, talk_s=talk,
                 silence_s=(n - int(mask.sum())) * frame_s, talk_fraction=talk / (n * frame_s) if n else np.nan,
@@ -281,7 +303,7 @@ def talk_time(rx_or_session: Tables, call_control_id: str | None = None, *, sour
                 overlap_s=int(both.sum()) * frame_s if both is not None else np.nan,
                 longest_silence_s=_longest_gap(mask) * frame_s, longest_dead_air_s=_longest_gap(anyone) * frame_s,
                 segments=len(found[track][0]), words=words,
-                wpm=words / (talk / 60) if words is not None and talk else np.nan))
+                wpm=words / (transcribed / 60) if words is not None and transcribed else np.nan))
             starts, ends = found[track]
             segments.append(pd.DataFrame({
                 "call_control_id": ccid, "track": track, "segment": np.arange(len(starts), dtype=np.int64),
@@ -299,22 +321,21 @@ def talk_time(rx_or_session: Tables, call_control_id: str | None = None, *, sour
     segs["end"] = _utc(origin + np.round(segs["end_s"].to_numpy(np.float64) * 1e9).astype(np.int64))
     segs["duration_s"] = segs["end_s"] - segs["start_s"]
     segs = _labels(segs[SEGMENT_COLUMNS].astype({"start_s": np.float64, "end_s": np.float64, "duration_s": np.float64}))
-    return TalkTime(_labels(summary), segs, _utterances(finals, script, origins, call_control_id))
+    return TalkTime(_labels(summary), segs, _utterances(finals, times, counts, origins))
 
 
-def _utterances(finals: pd.DataFrame, script: pd.DataFrame | None, origins: dict[str, int],
-                call_control_id: str | None) -> pd.DataFrame:
-    if call_control_id is not None:
-        finals = finals[finals["call_control_id"] == call_control_id]
-    else:
-        finals = finals[finals["call_control_id"].isin(list(origins))]
-    times = script_times(finals, script)
+def _utterances(finals: pd.DataFrame, times: pd.DataFrame, counts: np.ndarray, origins: dict[str, int]
+                ) -> pd.DataFrame:
+    """The utterances table: the finals of the calls analysed (``origins``), with their script
+    times and word counts (``times`` and ``counts`` row for row with ``finals``)."""
+    keep = finals["call_control_id"].isin(list(origins)).to_numpy()
+    finals, times, counts = finals[keep], times[keep], counts[keep]
     origin = finals["call_control_id"].astype(object).map(origins).astype(np.float64).to_numpy()
     out = pd.DataFrame({
         "call_control_id": finals["call_control_id"].astype(object), "track": finals["track"].astype(object),
         "received_at": finals["received_at"], "transcript": finals["transcript"].astype(object),
         "confidence": finals["confidence"].astype(np.float64),
-        "words": np.asarray([len(_tokens(t)) for t in finals["transcript"]], dtype=np.int64),
+        "words": counts,
         "start": times["start"], "end": times["end"],
     })
     for col in ("start", "end"):

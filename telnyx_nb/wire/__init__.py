@@ -4,6 +4,6 @@ Pure functions and dataclasses over bytes: no sockets, no asyncio, so each
 module can be tested and fuzzed with plain values.
 """
 
-from telnyx_nb.wire import codecs, errors, media, rtp, stream, telephone_event, webhooks
+from telnyx_nb.wire import codecs, errors, media, rtp, selftest, stream, telephone_event, webhooks
 
-__all__ = ["codecs", "errors", "media", "rtp", "stream", "telephone_event", "webhooks"]
+__all__ = ["codecs", "errors", "media", "rtp", "selftest", "stream", "telephone_event", "webhooks"]
