@@ -46,9 +46,9 @@ import numpy as np
 import orjson
 import pandas as pd
 
+from telnyx_nb.defaults import Limits
 from telnyx_nb.errors import StreamNotOpenError, StreamNotStartedError, TelnyxNbError
 from telnyx_nb.events import EventSink
-from telnyx_nb.ingest import Ingest, Limits
 from telnyx_nb.loopthread import LoopThread
 from telnyx_nb.store import Store, recording
 from telnyx_nb.store.schema import NAT, TABLES
@@ -76,6 +76,8 @@ class Capture:
                  stream_auth_token: str | None, l16_byteorder: codecs.ByteOrder,
                  record_to: str | os.PathLike[str] | None, flush_interval_s: float,
                  forget_flushed: bool = False, warn: Callable[[str], None] | None = None) -> None:
+        from telnyx_nb.ingest import Ingest  # aiohttp: in the capture (child or thread) only
+
         self.store = store
         if stream_auth_token:                   # never in a stored excerpt (``store.scrub``)
             store.secrets = (*store.secrets, stream_auth_token)

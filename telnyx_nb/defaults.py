@@ -8,6 +8,8 @@ constructor (it may import only ``telnyx_nb.wire``); the 20 ms media frame both 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from telnyx_nb.wire.webhooks import TOLERANCE_SECONDS
 
 __all__ = [
@@ -20,7 +22,7 @@ __all__ = [
     "STREAM_SILENCE_S", "SIGNATURE_FAILURES_WARNING", "WAIT_FOR_TIMEOUT_S", "WAIT_FOR_RECHECK_S",
     "SELFTEST_TIMEOUT_S",
     "VAD_FLOOR_DBFS", "VAD_SNR_DB", "VAD_NOISE_PERCENTILE", "VAD_HANGOVER_S", "VAD_MIN_SPEECH_S",
-    "AUDIO_EMBED_MAX_S", "WAIT_PROGRESS_AFTER_S", "WAIT_PROGRESS_INTERVAL_S",
+    "AUDIO_EMBED_MAX_S", "WAIT_PROGRESS_AFTER_S", "WAIT_PROGRESS_INTERVAL_S", "Limits", "COUNTERS",
 ]
 
 #: Where a Receiver captures by default: a child process (True) or a thread of the kernel.
@@ -111,3 +113,42 @@ AUDIO_EMBED_MAX_S = 10.0
 #: this often.
 WAIT_PROGRESS_AFTER_S = 0.5
 WAIT_PROGRESS_INTERVAL_S = 0.1
+
+
+#: The counters ``health()`` reports.
+COUNTERS = (
+    "webhooks", "webhook_bytes", "webhooks_rejected", "webhooks_malformed",
+    "ws_connections", "ws_refused", "ws_messages", "ws_bytes", "stream_errors",
+    "udp_packets", "udp_bytes", "udp_errors", "webhook_timeouts",
+)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The receiver's I/O limits; defaults and units in ``telnyx_nb.defaults``."""
+
+    max_message_size: int = MAX_MESSAGE_SIZE
+    max_webhook_size: int = MAX_WEBHOOK_SIZE
+    backlog: int = BACKLOG
+    read_size: int = READ_SIZE
+    udp_rcvbuf: int = UDP_RCVBUF
+    shutdown_timeout_s: float = SHUTDOWN_TIMEOUT_S
+    lag_interval_s: float = LAG_INTERVAL_S
+    lag_samples: int = LAG_SAMPLES
+    stream_silence_s: float = STREAM_SILENCE_S
+    signature_tolerance_s: float = SIGNATURE_TOLERANCE_S
+    signature_failures_warning: int = SIGNATURE_FAILURES_WARNING
+    header_timeout_s: float = HEADER_TIMEOUT_S
+    body_timeout_s: float = BODY_TIMEOUT_S
+
+    def __post_init__(self) -> None:
+        for name in ("max_message_size", "max_webhook_size", "backlog", "read_size", "udp_rcvbuf", "lag_samples",
+                     "signature_failures_warning"):
+            value = getattr(self, name)
+            if not (isinstance(value, int) and value >= 1):
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        for name in ("shutdown_timeout_s", "lag_interval_s", "signature_tolerance_s", "stream_silence_s",
+                     "header_timeout_s", "body_timeout_s"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and value > 0):
+                raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")

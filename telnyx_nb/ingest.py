@@ -38,7 +38,6 @@ import time
 import warnings
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -46,6 +45,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from telnyx_nb import defaults
+from telnyx_nb.defaults import COUNTERS, Limits
 from telnyx_nb.events import EventSink
 from telnyx_nb.outbound import Outbound
 from telnyx_nb.store import Store, StreamInfo
@@ -57,45 +57,6 @@ from telnyx_nb.wire.errors import Reason
 __all__ = ["Ingest", "Limits", "Link", "COUNTERS"]
 
 log = logging.getLogger(__name__)
-
-#: The counters ``health()`` reports.
-COUNTERS = (
-    "webhooks", "webhook_bytes", "webhooks_rejected", "webhooks_malformed",
-    "ws_connections", "ws_refused", "ws_messages", "ws_bytes", "stream_errors",
-    "udp_packets", "udp_bytes", "udp_errors", "webhook_timeouts",
-)
-
-
-@dataclass(frozen=True)
-class Limits:
-    """The receiver's I/O limits; defaults and units in ``telnyx_nb.defaults``."""
-
-    max_message_size: int = defaults.MAX_MESSAGE_SIZE
-    max_webhook_size: int = defaults.MAX_WEBHOOK_SIZE
-    backlog: int = defaults.BACKLOG
-    read_size: int = defaults.READ_SIZE
-    udp_rcvbuf: int = defaults.UDP_RCVBUF
-    shutdown_timeout_s: float = defaults.SHUTDOWN_TIMEOUT_S
-    lag_interval_s: float = defaults.LAG_INTERVAL_S
-    lag_samples: int = defaults.LAG_SAMPLES
-    stream_silence_s: float = defaults.STREAM_SILENCE_S
-    signature_tolerance_s: float = defaults.SIGNATURE_TOLERANCE_S
-    signature_failures_warning: int = defaults.SIGNATURE_FAILURES_WARNING
-    header_timeout_s: float = defaults.HEADER_TIMEOUT_S
-    body_timeout_s: float = defaults.BODY_TIMEOUT_S
-
-    def __post_init__(self) -> None:
-        for name in ("max_message_size", "max_webhook_size", "backlog", "read_size", "udp_rcvbuf", "lag_samples",
-                     "signature_failures_warning"):
-            value = getattr(self, name)
-            if not (isinstance(value, int) and value >= 1):
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
-        for name in ("shutdown_timeout_s", "lag_interval_s", "signature_tolerance_s", "stream_silence_s",
-                     "header_timeout_s", "body_timeout_s"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and value > 0):
-                raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
-
 
 class _Http(web.RequestHandler):
     """aiohttp's HTTP protocol (what ``web.Server()`` builds, with the AppRunner's handler

@@ -38,9 +38,9 @@ import pandas as pd
 
 from telnyx_nb import defaults
 from telnyx_nb.capture import Capture, CaptureError, CaptureProcess
+from telnyx_nb.defaults import COUNTERS, Limits
 from telnyx_nb.errors import ReceiverNotStartedError, StreamNotOpenError
 from telnyx_nb.events import Callback, EventBus
-from telnyx_nb.ingest import COUNTERS, Limits
 from telnyx_nb.loopthread import LOOP_KINDS
 from telnyx_nb.session import StoreSession
 from telnyx_nb.store import Store, recording
