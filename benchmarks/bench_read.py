@@ -16,11 +16,16 @@ with nothing of ours), in the same run, interleaved, median of ``--repeats``:
   frames segments (the bulk of the recording) as one dataset into one Arrow table.
 - ``frames``: ``session.frames`` vs building a DataFrame of the stored columns:
   ``pd.DataFrame`` of every field of the stored ``FRAME_DTYPE`` rows (a copy of each column).
+  ``frames_first``: the same on a session just loaded (its first read decodes the packed rows,
+  which later reads reuse: ``Store._frame_fields``); the loading is not timed.
 - ``audio``: ``session.audio(ccid)`` (inbound track, half the frames) vs reading that track's
   payload file and decoding it with the mu-law lookup table (``codecs.ulaw_decode``).
-- ``quality``: ``session.quality()`` vs RFC 3550 counting over the stored columns per track:
-  ``np.unique`` of the chunks (expected/lost/duplicates), late arrivals from a running maximum,
-  the longest arrival gap and the A.8 jitter as ``Series.ewm(alpha=1/16, adjust=False)``.
+- ``quality``: ``session.quality()`` on a session just loaded (the figure a user sees on the
+  first call: codec-mismatch scan included; the loading is not timed) vs RFC 3550 counting over
+  the stored columns per track: ``np.unique`` of the chunks (expected/lost/duplicates), late
+  arrivals from a running maximum, the longest arrival gap and the A.8 jitter as
+  ``Series.ewm(alpha=1/16, adjust=False)``. ``quality_warm``: called again on the same session
+  (its codec-mismatch scans are remembered), same baseline.
 - ``save``: ``session.save(dir)`` vs ``pq.write_table`` of the stored frame columns plus a copy
   of the payload files.
 - ``refresh``: a :class:`~telnyx_nb.store.recording.Follower` refreshing a recording it has
@@ -28,10 +33,11 @@ with nothing of ours), in the same run, interleaved, median of ``--repeats``:
   with the recording.
 
 Targets (issue 11): ratio <= 2 for ``frames``, ``quality`` and ``load``, <= 3 for ``audio``, and
-cost linear in rows: ``linearity`` is (time at the longest / time at the shortest) divided by
-the length ratio, ~1 when linear (for ``refresh``, which must not grow, ~1 / the length
-ratio or less). Run: ``python benchmarks/bench_read.py [--hours 1 10]``;
-progress goes to stderr, the last line printed is JSON.
+cost linear in rows: ``ratios`` gives each length's ratios side by side; ``linearity`` is
+(time at the longest / time at the shortest) divided by the length ratio, ~1 when linear (for
+``refresh``, which must not grow, ~1 / the length ratio or less).
+Run: ``python benchmarks/bench_read.py [--hours 1 10]``; progress goes to stderr, the last line
+printed is JSON.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +59,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 import telnyx_nb as tnb
+from telnyx_nb.session import Session
 from telnyx_nb.store import Store, recording
 from telnyx_nb.store.schema import FRAME_DTYPE
 from telnyx_nb.wire import codecs
@@ -134,25 +142,30 @@ def measure(path: Path, repeats: int, scratch: Path) -> dict[str, dict[str, floa
     follower.refresh()
     saves = iter(range(10 * repeats))
 
-    def ours_save() -> None:
-        session.save(scratch / f"ours-{next(saves)}")
+    def ours_save(of: Session) -> None:
+        of.save(scratch / f"ours-{next(saves)}")
 
     def their_save() -> None:
         bare_save(rows, path, scratch / f"bare-{next(saves)}")
 
-    pairs: dict[str, tuple[Callable[[], object], Callable[[], object] | None]] = {
-        "load": (lambda: tnb.load(path), lambda: bare_load(path)),
-        "frames": (lambda: session.frames, lambda: bare_frames(rows)),
-        "audio": (lambda: session.audio(CCID), lambda: bare_audio(path)),
-        "quality": (lambda: session.quality(), lambda: bare_quality(rows)),
-        "save": (ours_save, their_save),
-        "refresh": (follower.refresh, None),
+    session.quality()
+    #: name -> (ours, over a session, the bare work, whether ours gets a session just loaded)
+    pairs: dict[str, tuple[Callable[[Session], object], Callable[[], object] | None, bool]] = {
+        "load": (lambda _: tnb.load(path), lambda: bare_load(path), False),
+        "frames": (lambda of: of.frames, lambda: bare_frames(rows), False),
+        "frames_first": (lambda of: of.frames, lambda: bare_frames(rows), True),
+        "audio": (lambda of: of.audio(CCID), lambda: bare_audio(path), False),
+        "quality": (lambda of: of.quality(), lambda: bare_quality(rows), True),
+        "quality_warm": (lambda of: of.quality(), lambda: bare_quality(rows), False),
+        "save": (ours_save, their_save, False),
+        "refresh": (lambda _: follower.refresh(), None, False),
     }
     results = {}
-    for name, (ours, bare) in pairs.items():
+    for name, (ours, bare, fresh) in pairs.items():
         ours_s, bare_s = [], []
         for _ in range(repeats):
-            ours_s.append(timed(ours))
+            of = tnb.load(path) if fresh else session
+            ours_s.append(timed(partial(ours, of)))
             if bare is not None:
                 bare_s.append(timed(bare))
         entry = {"ms": round(statistics.median(ours_s) * 1e3, 2)}
@@ -170,26 +183,34 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hours", type=float, nargs="+", default=[1.0, 10.0])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--keep", type=Path, metavar="DIR",
+                        help="write the recordings to DIR/rec-<hours>h and keep them; reuse those already there "
+                             "(10 h takes minutes to write)")
     args = parser.parse_args()
     runs: dict[str, dict[str, dict[str, float]]] = {}
     with tempfile.TemporaryDirectory(prefix="bench_read-") as tmp:
         for hours in args.hours:
-            path = Path(tmp) / f"rec-{hours:g}h"
-            t0 = time.perf_counter()
-            write_recording(path, hours)
-            print(f"{hours:g} h written in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
+            path = (args.keep or Path(tmp)) / f"rec-{hours:g}h"
+            if not (args.keep and recording.is_recording(path)
+                    and json.loads((path / "manifest.json").read_bytes()).get("finished")):
+                t0 = time.perf_counter()
+                write_recording(path, hours)
+                print(f"{hours:g} h written in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
             scratch = Path(tmp) / "scratch"
             scratch.mkdir()
             runs[f"{hours:g}h"] = measure(path, args.repeats, scratch)
-            shutil.rmtree(path)
+            if not args.keep:
+                shutil.rmtree(path)
             shutil.rmtree(scratch)
     short, long = min(args.hours), max(args.hours)
+    ratios = {length: {name: entry["ratio"] for name, entry in run.items() if "ratio" in entry}
+              for length, run in runs.items()}
     linearity = {}
     if long > short:
         a, b = runs[f"{short:g}h"], runs[f"{long:g}h"]
         linearity = {name: round(b[name]["ms"] / a[name]["ms"] / (long / short), 2) for name in a}
     print(json.dumps({"benchmark": "read", "repeats": args.repeats, "frames_per_hour": 3600 * 2 * FRAMES_PER_S,
-                      "runs": runs, "linearity": linearity}))
+                      "ratios": ratios, "runs": runs, "linearity": linearity}))
 
 
 if __name__ == "__main__":

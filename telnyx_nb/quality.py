@@ -36,32 +36,46 @@ packet-loss concealment, random loss): ``mos(loss_pct, jitter_ms)``, one-way del
 
 **Codec mismatch** (``codec_mismatch``): True when a stream's or fork's declared G.711 law
 (``start.media_format.encoding``, or the RTP payload type) does not fit its payload — A-law
-bytes labelled PCMU or µ-law bytes labelled PCMA, which decode to loud static. The two laws
-differ in how they code magnitude (µ-law inverts every bit, A-law every other), so reading one
-as the other keeps each sample's sign but scrambles its magnitude non-monotonically (segments
-swap by factors of about 4). That turns a predictable signal (speech, tones) into a far less
-predictable one, so the decision compares how predictable each decoding is:
+bytes labelled PCMU or µ-law bytes labelled PCMA, which decode to loud static. Both laws keep
+a sample's sign in bit 7 and code its magnitude as a 7-bit level index that rises with the
+magnitude, but µ-law inverts every bit and A-law every other, so reading one law's byte as the
+other keeps the sign and turns level index ``m`` into ``m XOR 0x2A``: a bijection that scrambles
+the order of levels (segments swap, steps within a segment zigzag). The decision asks which
+order of the bytes' levels shows the signal's serial structure, with the turning-point test of
+randomness: in each decoding, count the turning points (a step up followed by a step down or the
+reverse, equal neighbours skipped) among the moves between consecutive samples. The count does
+not change under any increasing map, so the correct decoding keeps exactly the turning points
+of the quantised signal at any level (no step size or loudness enters), while the scrambled one
+moves them towards independent samples' rate of 2/3 of the moves. The *structure* of a block in
+one decoding is ``|turning-point fraction − 2/3|``; independent (white) samples have none in
+either decoding, which is why white noise is never decided, correctly or not.
 
 1. blocks: each first copy's first 160 bytes (20 ms at 8 kHz), in arrival order;
 2. a block is *loud* when both decodings have a standard deviation above ``MISMATCH_RMS``
    (100, about -50 dBFS: digital silence and comfort-noise-level dither are not), and *signal*
-   when it is loud and at least one decoding has a linear-prediction gain (order 10,
-   autocorrelation method) of ``MISMATCH_GAIN_DB`` (3 dB) or more (white noise, which no
-   decoding makes predictable, is not);
+   when it is loud and its zero-crossing rate — the same in both decodings, so choosing
+   blocks by it favours neither — is below ``MISMATCH_ZCR`` (0.3 per sample: most energy
+   under about 1.2 kHz, as voiced speech and tones below that; white noise is about 0.5, and a
+   signal sampled a few times per period turns at most samples whatever the order of levels);
 3. over the first ``MISMATCH_BLOCKS`` (50: one second) signal blocks, mismatch when the median
-   of (gain decoded as the other law − gain decoded as declared) exceeds ``MISMATCH_MARGIN_DB``
-   (2 dB); with fewer than ``MISMATCH_MIN_BLOCKS`` (10) it is False (undecided);
+   of (structure decoded as the other law − structure decoded as declared) exceeds
+   ``MISMATCH_MARGIN`` (0.08): the other law explains the bytes clearly better; with fewer
+   than ``MISMATCH_MIN_BLOCKS`` (10) signal blocks it is False (undecided);
 4. the decision is final after that second of signal, or after ``MISMATCH_GIVE_UP_BLOCKS``
    (3,000: one minute) loud blocks without it (noise: False unless 10 signal blocks decide), so
    a long noisy recording is not read to its end; silence costs little and is scanned past.
 
-On clean speech the declared decoding is 5–8 dB more predictable, on tones 5–23 dB (a tone at
-exactly 2 kHz, a quarter of the sampling rate, stays periodic when scrambled: about 1 dB,
-undecided); silence, white noise and square waves give no signal blocks or differences near
-0 dB, and speech in white noise down to 0 dB SNR is still decided right, since the noise-only
-blocks are not signal (the cases are in ``tests/test_quality_truth.py``; 600 random coloured-noise,
-multi-tone and modulated signals tried while tuning raised no false alarm and 79 % were caught
-when mislabelled). L16 and codecs other than G.711 are never flagged;
+Measured (cases in ``tests/test_codec_mismatch.py`` and ``tests/test_quality_truth.py``): the
+declared decoding has 0.17–0.24 more structure than the other on the sandbox's speech, 0.10–0.65
+on sawtooth, triangle and 11-harmonic tones of 100–400 Hz at peaks from 200 (where the G.711
+step is a large part of the signal, and the prediction-gain test this replaces raised false
+alarms) to 20,000, 0.15–0.65 on tones of 50–700 Hz, 0.05–0.17 on low-passed noise; so a
+mislabelled track of those is caught (noise and tones near 1 kHz at moderate levels not always:
+0 to 0.37 there), mislabelled speech within 0.26–0.46 s of its start. Tones from 1.2 kHz up,
+white noise and silence give no signal blocks, square waves no difference: undecided, False.
+300 seeded random signals (low-passed noise, 2–5 tones up to 3.9 kHz, modulated tones, speech in
+white noise from -5 to 20 dB SNR; peaks 150–32,000) raise no false alarm; 115 are caught when
+mislabelled, the rest undecided. L16 and codecs other than G.711 are never flagged;
 without payloads (``quality(frames, rtp)`` alone) the column is all False. A session remembers
 each track's scan (keyed by the session and the track's stream id or SSRC and first arrival),
 so a live session polled every second scans each block once and stops once decided.
@@ -112,8 +126,8 @@ _COUNTS = ("packets", "expected", "lost", "duplicates", "reordered", "discarded"
 _FLOATS = ("loss_pct", "max_gap_ms", "jitter_ms", "mos", "arrival_burst_pct")
 _DIRECTION = {"inbound": "inbound", "outbound": "outbound", "rx": "inbound", "tx": "outbound"}
 
-#: (kind, key) -> the payload buffer's bytes: ``Session._payload``.
-Payload = Callable[[str, int], bytes]
+#: (kind, key) -> the payload buffer's bytes: ``Session._payload_view``.
+Payload = Callable[[str, int], bytes | memoryview]
 
 
 # -- counting ------------------------------------------------------------------------------------
@@ -189,17 +203,18 @@ def sequence_stats(ext: np.ndarray, arrival_ns: np.ndarray, media_s: np.ndarray,
 
 MISMATCH_BLOCK = 160
 MISMATCH_RMS = 100.0
-MISMATCH_GAIN_DB = 3.0
-MISMATCH_MARGIN_DB = 2.0
+MISMATCH_ZCR = 0.3
+MISMATCH_MARGIN = 0.08
 MISMATCH_BLOCKS = 50
 MISMATCH_MIN_BLOCKS = 10
 MISMATCH_GIVE_UP_BLOCKS = 3000
-_LPC_ORDER = 10
-#: A block whose order-2 gain is below this in both decodings is not predictable enough to be
-#: worth the order-10 solve (white noise: about 0.05 dB); it only saves time.
-_SCREEN_DB = 0.5
+#: Turning points among the moves of independent, identically distributed samples.
+_RANDOM_TURNS = 2 / 3
 _TABLES = {"PCMU": codecs.ulaw_decode(bytes(range(256))).astype(np.float32),
            "PCMA": codecs.alaw_decode(bytes(range(256))).astype(np.float32)}
+#: Each byte's place in the order of the law's levels (µ-law's +0 above its -0: both decode to 0).
+_LEVELS = {law: np.argsort(np.argsort(table.astype(np.float64) * 2 + (np.arange(256) >> 7), kind="stable"))
+           .astype(np.int16) for law, table in _TABLES.items()}
 _OTHER = {"PCMU": "PCMA", "PCMA": "PCMU"}
 _G711_NAMES = tuple(_OTHER)
 #: Scans per payload source (the session whose ``_payload`` reads them), by what identifies a
@@ -208,86 +223,71 @@ _SCANS: weakref.WeakKeyDictionary[Any, dict[tuple, _Scan]] = weakref.WeakKeyDict
 _SCANS_LOCK = threading.Lock()
 
 
-def _autocorrelation(x: np.ndarray, order: int) -> np.ndarray:
-    """Lags 0..order of each row (rows already less their mean)."""
-    width = x.shape[1]
-    return np.stack([np.einsum("ij,ij->i", x[:, k:], x[:, :width - k]) for k in range(order + 1)], axis=1)
+def _turning_fraction(levels: np.ndarray) -> np.ndarray:
+    """Per row, the turning points (a move up then down, or down then up, equal neighbours
+    skipped) as a fraction of the moves that have a previous move; 0 for rows of fewer than 2 moves."""
+    step = np.sign(np.diff(levels, axis=1))
+    moves = step != 0
+    latest = np.maximum.accumulate(np.where(moves, np.arange(step.shape[1]), -1), axis=1)[:, :-1]
+    previous = np.take_along_axis(step, np.maximum(latest, 0), axis=1)
+    turns = np.count_nonzero(moves[:, 1:] & (latest >= 0) & (step[:, 1:] != previous), axis=1)
+    return turns / np.maximum(np.count_nonzero(moves, axis=1) - 1, 1)
 
 
-def _gain_db(power: np.ndarray, error: np.ndarray) -> np.ndarray:
-    return 10 * np.log10(power / np.maximum(error, power * 1e-6))
+def _structure(data: np.ndarray, law: str) -> np.ndarray:
+    """Serial structure of each row of G.711 bytes read as ``law``: how far its turning-point
+    fraction is from independent samples' 2/3."""
+    return np.abs(_turning_fraction(np.take(_LEVELS[law], data)) - _RANDOM_TURNS)
 
 
-def _prediction_gain_db(blocks: np.ndarray, order: int = _LPC_ORDER) -> np.ndarray:
-    """Linear-prediction gain (dB) of each row: the autocorrelation method of the given order on
-    the block less its mean, with -40 dB of white-noise loading (a pure tone tops out near 40 dB).
-    Rows with no power get 0."""
-    x = blocks - blocks.mean(axis=1, keepdims=True)
-    r = _autocorrelation(x, order).astype(np.float64)
-    gain = np.zeros(len(x))
-    live = r[:, 0] > 0
-    r = r[live]
-    lag = np.abs(np.subtract.outer(np.arange(order), np.arange(order)))
-    toeplitz = r[:, lag]
-    toeplitz[:, np.arange(order), np.arange(order)] *= 1 + 1e-4
-    coefficients = np.linalg.solve(toeplitz, r[:, 1:, None])[..., 0]
-    gain[live] = _gain_db(r[:, 0], r[:, 0] - np.einsum("ij,ij->i", coefficients, r[:, 1:]))
-    return gain
-
-
-def _signal_gains(data: np.ndarray, declared: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Prediction gains (as declared, as the other law) of the signal blocks among ``data``
-    (uint8 rows), and the positions in ``data`` of its loud blocks (signal or not), in order."""
+def _signal_structure(data: np.ndarray, declared: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Structure (as declared, as the other law) of the signal blocks among ``data`` (uint8
+    rows), and the positions in ``data`` of its loud blocks (signal or not), in order."""
     varying = np.flatnonzero(data.min(axis=1) != data.max(axis=1))   # a constant block is silence (or DC)
     x, y = np.take(_TABLES[declared], data[varying]), np.take(_TABLES[_OTHER[declared]], data[varying])
     loud = (x.std(axis=1) > MISMATCH_RMS) & (y.std(axis=1) > MISMATCH_RMS)
-    x, y, loud_at = x[loud], y[loud], varying[loud]
-    if len(x):
-        screened = (_prediction_gain_db(x, 2) >= _SCREEN_DB) | (_prediction_gain_db(y, 2) >= _SCREEN_DB)
-        x, y = x[screened], y[screened]
-    if not len(x):
-        return np.zeros(0), np.zeros(0), loud_at
-    gx, gy = _prediction_gain_db(x.astype(np.float64)), _prediction_gain_db(y.astype(np.float64))
-    signal = np.maximum(gx, gy) >= MISMATCH_GAIN_DB
-    return gx[signal], gy[signal], loud_at
+    rows, loud_at = data[varying[loud]], varying[loud]
+    signal = rows[np.count_nonzero(np.diff(rows >> 7, axis=1), axis=1) < MISMATCH_ZCR * (rows.shape[1] - 1)]
+    return _structure(signal, declared), _structure(signal, _OTHER[declared]), loud_at
 
 
 class _Scan:
-    """The codec-mismatch evidence of one track so far: gains of its first signal blocks, and
-    ``done``, how many of its packets were scanned (for _mismatch_of)."""
+    """The codec-mismatch evidence of one track so far: the structure of its first signal blocks
+    in each decoding, and ``done``, how many of its packets were scanned (for _mismatch_of)."""
 
-    __slots__ = ("declared", "block", "done", "loud", "gx", "gy", "lock")
+    __slots__ = ("declared", "block", "done", "loud", "as_declared", "as_other", "lock")
 
     def __init__(self, declared: str, block: int = MISMATCH_BLOCK) -> None:
         self.declared, self.block, self.done, self.loud = declared, block, 0, 0
-        self.gx, self.gy = np.zeros(0), np.zeros(0)
+        self.as_declared, self.as_other = np.zeros(0), np.zeros(0)
         self.lock = threading.Lock()
 
     @property
     def final(self) -> bool:
         """One second of signal found, or MISMATCH_GIVE_UP_BLOCKS loud blocks scanned without it."""
-        return len(self.gx) >= MISMATCH_BLOCKS or self.loud >= MISMATCH_GIVE_UP_BLOCKS
+        return len(self.as_declared) >= MISMATCH_BLOCKS or self.loud >= MISMATCH_GIVE_UP_BLOCKS
 
     def feed(self, rows: np.ndarray) -> None:
         """Scan the blocks after those already fed (uint8 rows, media order), in growing slices,
         until the decision is final."""
         start, step = 0, 100
         while start < len(rows) and not self.final:
-            gx, gy, loud_at = _signal_gains(rows[start:start + step], self.declared)
+            as_declared, as_other, loud_at = _signal_structure(rows[start:start + step], self.declared)
             room = MISMATCH_GIVE_UP_BLOCKS - self.loud
             if len(loud_at) > room:                        # stop at the last loud block allowed
                 cut = loud_at[room - 1]
-                gx, gy, _ = _signal_gains(rows[start:start + cut + 1], self.declared)
+                as_declared, as_other, _ = _signal_structure(rows[start:start + cut + 1], self.declared)
                 loud_at = loud_at[:room]
             self.loud += len(loud_at)
-            self.gx = np.concatenate((self.gx, gx))[:MISMATCH_BLOCKS]
-            self.gy = np.concatenate((self.gy, gy))[:MISMATCH_BLOCKS]
+            self.as_declared = np.concatenate((self.as_declared, as_declared))[:MISMATCH_BLOCKS]
+            self.as_other = np.concatenate((self.as_other, as_other))[:MISMATCH_BLOCKS]
             start += step
             step = min(step * 4, 20_000)
 
     @property
     def mismatch(self) -> bool:
-        return len(self.gx) >= MISMATCH_MIN_BLOCKS and bool(np.median(self.gy - self.gx) > MISMATCH_MARGIN_DB)
+        return (len(self.as_declared) >= MISMATCH_MIN_BLOCKS
+                and bool(np.median(self.as_other - self.as_declared) > MISMATCH_MARGIN))
 
 
 def codec_mismatch(payload: bytes | bytearray | memoryview, declared: str,
@@ -301,7 +301,7 @@ def codec_mismatch(payload: bytes | bytearray | memoryview, declared: str,
     data = np.frombuffer(payload, dtype=np.uint8)
     scan = _Scan(declared, block)
     scan.feed(data[: len(data) // block * block].reshape(-1, block))
-    return scan.mismatch, len(scan.gx)
+    return scan.mismatch, len(scan.as_declared)
 
 
 def _mismatch_of(identity: tuple, declared: object, keys: np.ndarray, offsets: np.ndarray, sizes: np.ndarray,
@@ -579,7 +579,7 @@ def loss_bursts(rx_or_session: Any) -> pd.DataFrame:
 RECONCILE_COLUMNS = [
     "call_control_id", "direction", "sources", "packets", "lost", "mos", "telnyx_packet_count",
     "telnyx_skip_packet_count", "telnyx_jitter_packet_count", "telnyx_jitter_max_variance", "telnyx_mos",
-    "packets_diff", "lost_diff", "mos_diff", "explanation",
+    "packets_diff", "lost_diff", "mos_diff", "edges", "edges_before", "edges_after", "explanation",
 ]
 
 
@@ -607,6 +607,32 @@ def _hangup_stats(events: pd.DataFrame) -> dict[str, Mapping | None]:
     return out
 
 
+def _edges_before(rx_or_session: Any) -> dict[tuple[str, str], int | None]:
+    """(call_control_id, direction) -> packets Telnyx sent before the first one we received, as
+    far as the numbering shows it: a stream track's ``chunk`` counts from 1, so ``first chunk - 1``;
+    a forked source's first packet carries the RTP marker bit, so 0 when the first one received
+    is audio with it, else None (unknown: RTP numbering starts at random). Summed over the direction's tracks."""
+    out: dict[tuple[str, str], int | None] = {}
+    frames = rx_or_session.frames if hasattr(rx_or_session, "frames") else None
+    rtp = rx_or_session.rtp if hasattr(rx_or_session, "rtp") else None
+    heads: list[tuple[object, str, int | None]] = []
+    if frames is not None and len(frames):
+        heads += [(t.group["call_control_id"].iloc[0], _DIRECTION[str(t.key[1])], int(t.ext.min()) - 1)
+                  for t in stream_tracks(frames) if len(t.ext)]
+    if rtp is not None and len(rtp):
+        for t in fork_sources(rtp):
+            if len(t.ext):
+                first = int(np.argmin(t.ext))   # an audio packet's marker: a telephone event marks its own start
+                marker = bool(t.group["marker"].to_numpy(bool)[t.ok][first] and t.timed[first])
+                heads.append((t.group["call_control_id"].iloc[0], _DIRECTION[str(t.key[0])], 0 if marker else None))
+    for ccid, direction, head in heads:
+        if (call := _label(ccid)) is not None:
+            key = (call, direction)
+            known = out.get(key, 0)
+            out[key] = None if known is None or head is None else known + head
+    return out
+
+
 def _explain(row: dict, has_hangup: bool, telephone_events: int) -> str:
     if not has_hangup:
         return "no call.hangup yet: Telnyx sends call_quality_stats when the call ends"
@@ -615,16 +641,31 @@ def _explain(row: dict, has_hangup: bool, telephone_events: int) -> str:
     if not row["sources"]:
         return ("nothing received on this direction (no stream track or fork): Telnyx's counts are the call "
                 "leg's 20 ms packets")
-    notes = []
     what = {"stream": "stream frames (20 ms each)", "fork": "forked RTP packets",
             "stream+fork": "stream frames (20 ms) plus forked RTP packets, summed as the sandbox sums them"}
-    notes.append(f"ours counts {what[row['sources']]}; Telnyx counts the call leg's RTP packets")
-    packets_diff, lost_diff = row["packets_diff"], row["lost_diff"]
+    notes = [f"ours counts {what[row['sources']]}; Telnyx counts the call leg's RTP packets"]
+    packets_diff, lost_diff, edges = row["packets_diff"], row["lost_diff"], row["edges"]
+    before, after = row["edges_before"], row["edges_after"]
     if packets_diff == 0 and lost_diff == 0:
         notes.append("counts agree")
+    split = (f"{before} before our first packet and {after} after our last" if before is not None
+             else "before our first packet or after our last")
     if lost_diff is not None and lost_diff > 0:
-        notes.append(f"Telnyx counts {lost_diff} more lost: packets lost before the first or after the last one "
-                     "received (edges), which RFC 3550 A.1 cannot see, or never sent")
+        if packets_diff == 0 and edges == lost_diff and (after is None or after >= 0):
+            notes.append(f"Telnyx counts {lost_diff} more lost: the edges, {split}, which RFC 3550 A.1 cannot see "
+                         "(every packet Telnyx counts as sent was received, so they lie outside our first..last)")
+        else:
+            if edges is None or packets_diff is None:
+                why = "Telnyx's counts are incomplete"
+            elif packets_diff:
+                why = (f"{edges} packets lie outside our first..last and {packets_diff} that Telnyx counts as sent "
+                       "were not received (lost on the way or after the receiver stopped): which is which is unknown")
+            elif after is not None and after < 0:
+                why = (f"the numbering puts {before} packets before our first, more than the {edges} outside our "
+                       "first..last that Telnyx's counts leave room for")
+            else:
+                why = f"{edges} packets lie outside our first..last, not {lost_diff}"
+            notes.append(f"Telnyx counts {lost_diff} more lost, unexplained: {why}")
     elif lost_diff is not None and lost_diff < 0:
         notes.append(f"we count {-lost_diff} more lost: gaps in the numbering Telnyx does not count as skipped "
                      "(lost after it sent them, or a stream's chunk jumping over frames never generated)")
@@ -652,21 +693,31 @@ def reconcile(rx_or_session: Any) -> pd.DataFrame:
     strings and omits what it did not measure; ``mos`` and the jitter fields are inbound only):
     ``telnyx_packet_count``, ``telnyx_skip_packet_count`` (lost), ``telnyx_jitter_packet_count``,
     ``telnyx_jitter_max_variance``, ``telnyx_mos``; ``packets_diff``, ``lost_diff`` and ``mos_diff``
-    are Telnyx's minus ours.
+    are Telnyx's minus ours. The edges (nullable Int64): ``edges`` the packets Telnyx counts that
+    lie outside our first..last sequence number, each once — ``telnyx_packet_count - duplicates +
+    telnyx_skip_packet_count - expected`` (our ``duplicates`` and ``expected`` summed over the
+    direction's rows); ``edges_before`` those before our first packet as the numbering shows it (a
+    stream's ``chunk`` counts from 1; a fork's first packet carries the RTP marker bit, else null:
+    RTP numbering starts at random); ``edges_after`` the rest.
 
     Why they differ (the ``explanation``): Telnyx counts the call leg's RTP packets, we count what
     reached us — a stream's 20 ms frames and the fork's packets, each a copy of that media (the
     sandbox sums stream and fork per direction, and counts a duplicate twice, as ``packets``
-    does); A.1 counts no loss before the first or after the last packet received (the edges),
+    does). A.1 counts no loss before the first or after the last packet received (the edges),
     which Telnyx counts as skipped; packets lost between Telnyx and the receiver are in Telnyx's
-    ``packet_count`` and our ``lost``. Calls appear once they have quality() rows or a
-    ``call.hangup``; without a hangup yet the Telnyx columns are null.
+    ``packet_count`` and our ``lost``. By the counts, ``lost_diff = edges - packets_diff``, so a
+    positive ``lost_diff`` is explained as edges only when every packet Telnyx counts as sent was
+    received (``packets_diff`` 0) and the edges after our last are not negative (the numbering
+    puts no more before our first than Telnyx counts in all); otherwise the explanation says it
+    is unexplained, and why. Calls appear once they have quality() rows or a ``call.hangup``;
+    without a hangup yet the Telnyx columns are null.
     """
     table = _quality_of(rx_or_session)
     events = rx_or_session.events if hasattr(rx_or_session, "events") else pd.DataFrame()
     hangups = _hangup_stats(events)
     rtp = rx_or_session.rtp if hasattr(rx_or_session, "rtp") else None
     calls = sorted({str(c) for c in table["call_control_id"].dropna().astype(object)} | set(hangups))
+    heads = _edges_before(rx_or_session) if hangups else {}
     rows = []
     for ccid in calls:
         mine = table[table["call_control_id"].astype(object) == ccid]
@@ -694,6 +745,11 @@ def reconcile(rx_or_session: Any) -> pd.DataFrame:
                                 else row["telnyx_skip_packet_count"] - row["lost"])
             row["mos_diff"] = (None if row["telnyx_mos"] is None or not len(part)
                                else row["telnyx_mos"] - row["mos"])
+            row["edges"] = (None if row["telnyx_packet_count"] is None or row["telnyx_skip_packet_count"] is None
+                            or not len(part) else row["telnyx_packet_count"] - int(part["duplicates"].sum())
+                            + row["telnyx_skip_packet_count"] - int(part["expected"].sum()))
+            row["edges_before"] = heads.get((ccid, direction)) if row["edges"] is not None else None
+            row["edges_after"] = (None if row["edges_before"] is None else row["edges"] - row["edges_before"])
             row["explanation"] = _explain(row, ccid in hangups, telephone_events)
             rows.append(row)
     df = pd.DataFrame(rows, columns=RECONCILE_COLUMNS)
@@ -702,7 +758,7 @@ def reconcile(rx_or_session: Any) -> pd.DataFrame:
     for col in ("packets", "lost"):
         df[col] = df[col].astype(np.int64)
     for col in ("telnyx_packet_count", "telnyx_skip_packet_count", "telnyx_jitter_packet_count", "packets_diff",
-                "lost_diff"):
+                "lost_diff", "edges", "edges_before", "edges_after"):
         df[col] = pd.array(df[col].astype(object).where(df[col].notna(), None).tolist(), dtype="Int64")
     for col in ("mos", "telnyx_jitter_max_variance", "telnyx_mos", "mos_diff"):
         df[col] = pd.to_numeric(df[col], errors="coerce").astype(np.float64)

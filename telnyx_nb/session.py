@@ -47,6 +47,10 @@ class Session:
     def _payload(self, kind: str, key: int) -> bytes:
         raise NotImplementedError
 
+    def _payload_view(self, kind: str, key: int) -> memoryview:
+        """:meth:`_payload` for a reader that looks at part of it (a recording's file is mapped)."""
+        return memoryview(self._payload(kind, key))
+
     def _public(self, name: str) -> pd.DataFrame:
         """The table without its internal ``_`` columns. Label and id columns
         (``schema.LABEL_COLUMNS``) are ``category`` with string categories, here and in the
@@ -142,7 +146,7 @@ class Session:
     def quality(self, by: str | None = None) -> pd.DataFrame:
         """Loss, duplicates, reordering, jitter, MOS, loss and arrival bursts and codec mismatch per
         stream track and RTP source; ``by="call"``: one row per call (see :mod:`telnyx_nb.quality`)."""
-        return quality(self._table("frames"), self._table("rtp"), by=by, payload=self._payload)
+        return quality(self._table("frames"), self._table("rtp"), by=by, payload=self._payload_view)
 
     def audio(self, call_control_id: str | None = None, track: str | None = None, source: str | None = None, *,
               encoding: str | None = None, ssrc: int | None = None) -> Audio:
@@ -326,6 +330,9 @@ class StoreSession(Session):
 
     def _payload(self, kind: str, key: int) -> bytes:
         return self._store.payload(kind, key)
+
+    def _payload_view(self, kind: str, key: int) -> memoryview:
+        return self._store.payload_view(kind, key)
 
     def save(self, path: str | PathLike[str], *, overwrite: bool = False, redact: bool = False) -> Path:
         root = Path(path)

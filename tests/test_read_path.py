@@ -1,5 +1,6 @@
 """The read path (issue 11): label and id columns are ``category`` with string categories in every
-table, live (both capture modes) and loaded alike, and identical; a Follower reads each segment once.
+table, live (both capture modes) and loaded alike, and identical; a Follower reads each segment once;
+``frames`` decodes each stored row once and hands out copies; quality() maps a recording's payload files.
 
 Timing is in benchmarks/bench_read.py, not here.
 """
@@ -16,6 +17,7 @@ import pytest
 from test_receiver import CCID, TONE, chunks, envelope, media_frame, post, rtp_packets, start_frame, udp_send, ws_send
 
 import telnyx_nb as tnb
+from telnyx_nb.quality import quality
 from telnyx_nb.session import StoreSession
 from telnyx_nb.store import Store, recording
 from telnyx_nb.store.columns import category, label_dtype, labels
@@ -148,3 +150,52 @@ def test_a_follower_reads_each_segment_once_and_only_what_is_new(tmp_path):
     pd.testing.assert_frame_equal(frames.iloc[:150], first)
     assert session.audio(CCID).samples.size == 250 * 160
     assert follower.store.payload_dir == path / "payloads" and not any(follower.store._frame_payloads[0])
+
+
+def test_frames_reads_decode_each_row_once_and_hand_out_copies():
+    """``frames`` decodes the packed rows once (``Store._frame_fields``) and reads after that copy
+    them: rows appended since and rows forgotten show, and a DataFrame handed out is the caller's."""
+    def new_store() -> tuple[Store, object]:
+        store = Store()
+        info = store.start_stream(media.Start("s-c", 1, CCID, media.MediaFormat("PCMU", 8000)), 10**18, 10**18, True)
+        return store, info
+
+    store, info = new_store()
+    session = StoreSession(store)
+    for chunk in range(1, 101):
+        store.add_frame(info, "inbound", chunk, chunk, 20 * (chunk - 1), PCMU[chunk % 10], 10**18 + chunk * 20_000_000)
+    first = session.frames
+    first.loc[0, "chunk"] = -5                           # the caller's copy: the next read does not see it
+    first["n_bytes"] = 0
+    for chunk in range(101, 151):
+        store.add_frame(info, "outbound", chunk, chunk, 20 * (chunk - 1), PCMU[chunk % 10],
+                        10**18 + chunk * 20_000_000)
+    again = session.frames
+    assert again["chunk"].tolist() == list(range(1, 151)) and (again["n_bytes"] == 160).all()
+    fresh, _ = new_store()                               # the same rows in a store never read before
+    fresh.frames[:] = store.frames
+    fresh.streams[:] = store.streams
+    pd.testing.assert_frame_equal(again, StoreSession(fresh).frames)
+    assert again["track"].tolist() == ["inbound"] * 100 + ["outbound"] * 50
+    store.forget({"frames": 120}, {})                    # then more rows than were forgotten
+    for chunk in range(151, 281):
+        store.add_frame(info, "inbound", chunk, chunk, 20 * (chunk - 1), PCMU[1], 10**18 + chunk * 20_000_000)
+    assert session.frames["chunk"].tolist() == list(range(121, 281))
+    assert store.nbytes() > len(store.frames)            # the decoded fields are counted
+
+
+def test_a_recordings_payloads_are_mapped_for_quality(tmp_path):
+    path = tmp_path / "rec"
+    writer = Store()
+    recorder = recording.Recorder(writer, path, l16_byteorder="big", clocks=dict, forget_flushed=True)
+    info = writer.start_stream(media.Start("s-m", 1, CCID, media.MediaFormat("PCMU", 8000)), 10**18, 10**18, True)
+    write_seconds(writer, recorder, info, 1, 2)
+    recorder.close(1.0)
+    session = tnb.load(path)
+    store = session._store
+    view = store.payload_view("frames", 0)
+    assert view.readonly and bytes(view) == store.payload("frames", 0) == b"".join(PCMU[c % 10] for c in range(1, 101))
+    assert store.payload_view("frames", 1).nbytes == 0      # the outbound track's file is empty
+    assert store.payload_view("rtp", 3).nbytes == 0         # no such file
+    read_whole = quality(session._table("frames"), session._table("rtp"), payload=lambda k, n: session._payload(k, n))
+    pd.testing.assert_frame_equal(session.quality(), read_whole)

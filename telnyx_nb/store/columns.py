@@ -111,7 +111,8 @@ def labels(values: Sequence[str | None], index: np.ndarray) -> pd.Categorical:
     string per row: ``values`` is a registry (one entry per stream or source), ``index`` the rows' entries."""
     categories = sorted({v for v in values if isinstance(v, str)})
     position = {name: code for code, name in enumerate(categories)}
-    codes = np.array([position.get(v, -1) if isinstance(v, str) else -1 for v in values], dtype=np.int32)
+    codes = np.array([position.get(v, -1) if isinstance(v, str) else -1 for v in values],
+                     dtype=np.min_scalar_type(-len(categories) - 1))    # what pandas keeps: no recast per row
     return pd.Categorical.from_codes(codes[index], dtype=label_dtype(categories))
 
 

@@ -636,14 +636,18 @@ class Follower:
 
     def _append_frames(self, segment: pa.Table) -> None:
         store = self.store
+        fields = {name: segment[name].to_numpy().astype(FRAME_DTYPE[name], copy=False)
+                  for name in FRAME_DTYPE.names or ()}
         rows = np.empty(segment.num_rows, dtype=FRAME_DTYPE)
-        for name in FRAME_DTYPE.names or ():
-            rows[name] = segment[name].to_numpy()
+        for name, values in fields.items():
+            rows[name] = values
         sizes = self._sizes("frames", len(store._frame_payloads))
-        key = 2 * rows["stream"].astype(np.int64) + rows["track"]
+        key = 2 * fields["stream"].astype(np.int64) + fields["track"]
         key = np.where(key < len(store._frame_payloads), key, len(store._frame_payloads))
-        ok = rows["offset"] + rows["n_bytes"] <= sizes[key]
+        ok = fields["offset"] + fields["n_bytes"] <= sizes[key]
         self.torn_rows += int((~ok).sum())
+        if not store.frames:        # the columns at hand are what the first frames read would decode
+            store.seed_frame_fields({name: values if ok.all() else values[ok] for name, values in fields.items()})
         store.frames += rows[ok].tobytes()
 
 
