@@ -56,7 +56,7 @@ def run_call(sb, rx, to: str, codec: str, start, scenario: Scenario | None = Non
 def expected_track(truth: pd.DataFrame, codec: codecs.Codec) -> dict:
     """What the receiver must report for one track, from the ground truth (ordered by ``frame``)."""
     truth = truth.sort_values("frame")
-    copies = truth["fate"].map(COPIES).to_numpy()
+    copies = truth["fate"].map(COPIES).to_numpy(int)
     frame = truth["frame"].to_numpy()
     got = copies > 0
     span = (frame >= frame[got].min()) & (frame <= frame[got].max())
@@ -98,7 +98,7 @@ def test_stream(sb, rx, call_codec, stream_codec, encoding, rate):
     for track in ("inbound", "outbound"):
         sent = truth[truth["track"] == track]
         got = frames[frames["track"] == track]
-        expected_chunks = np.repeat(sent["chunk"].to_numpy(int), sent["fate"].map(COPIES).to_numpy())
+        expected_chunks = np.repeat(sent["chunk"].to_numpy(int), sent["fate"].map(COPIES).to_numpy(int))
         assert sorted(got["chunk"]) == sorted(expected_chunks.tolist())
         by_chunk = got.drop_duplicates("chunk").set_index("chunk").sort_index()
         delivered = sent[sent["fate"] != "dropped"].set_index("chunk").sort_index()
@@ -127,7 +127,7 @@ def test_fork(sb, rx, call_codec):
         sent = truth[truth["track"] == target]
         got = table[table["target"] == target]
         assert set(got["ssrc"]) == set(sent["ssrc"].astype(int))
-        expected_seq = np.repeat(sent["seq"].to_numpy(int), sent["fate"].map(COPIES).to_numpy())
+        expected_seq = np.repeat(sent["seq"].to_numpy(int), sent["fate"].map(COPIES).to_numpy(int))
         assert sorted(got["seq"]) == sorted(expected_seq.tolist())
         expected = expected_track(sent, codec)
         np.testing.assert_array_equal(rx.audio(ccid, target, source="fork").samples, expected["samples"])

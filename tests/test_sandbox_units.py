@@ -25,6 +25,7 @@ from telnyx_nb.sandbox.playback import Playback
 from telnyx_nb.sandbox.quality_stats import call_quality_stats
 from telnyx_nb.sandbox.scenarios import get_scenario
 from telnyx_nb.sandbox.transcription import Transcriber
+from telnyx_nb.store.columns import label_dtype
 
 from waiting import await_until, timeout, wait_until
 
@@ -150,7 +151,11 @@ def test_ground_truth_frame_types_payloads_and_fates():
     assert frame["seq"].tolist()[:4] == [pd.NA, 65535, 1, pd.NA]
     assert frame["sequence_number"].tolist()[0] == 2 and frame["rtp_timestamp"].isna().tolist()[3]
     assert list(frame["path"]) == ["stream", "fork", "fork", "fork", "stream", "stream"]
-    assert frame["stream_id"].tolist() == ["sid", pd.NA, pd.NA, pd.NA, "sid", "sid"]
+    assert frame["stream_id"].isna().tolist() == [False, True, True, True, False, False]
+    assert set(frame["stream_id"].dropna()) == {"sid"}
+    for column in ("path", "track", "fate", "stream_id"):   # the receiver's label dtype, empty or not
+        for dtype in (frame[column].dtype, empty[column].dtype):
+            assert isinstance(dtype, pd.CategoricalDtype) and dtype.categories.dtype == label_dtype(()).categories.dtype
     assert frame["payload"].tolist()[:3] == [bytes(range(160)), b"mixed", bytes(range(160))]
     assert truth.fates(("inbound", "rx")) == {"delivered": 2, "dropped": 0, "duplicated": 1, "skipped": 1,
                                               "pending": 0, "unsent": 0}  # pending counts as it will be sent

@@ -36,6 +36,7 @@ they are not frames: selecting ``path == "fork"`` gives the frames alone, and :m
 from __future__ import annotations
 
 from array import array
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
@@ -239,11 +240,16 @@ class GroundTruth:
 
     @staticmethod
     def to_frame(snap: Snapshot, payloads: bool = False) -> pd.DataFrame:
-        """The contract DataFrame: nullable Int64 counters, ns UTC times, string labels."""
+        """The contract DataFrame: nullable Int64 counters, ns UTC times, labels as ``category``."""
         import pandas as pd
 
-        def labels(codes: array[int], names: tuple[str, ...]) -> pd.Series:
-            return pd.Series(np.asarray(names, dtype=object)[np.frombuffer(codes, dtype=np.int8)], dtype="string")
+        def labels(codes: np.ndarray, names: Sequence[str | None]) -> pd.Series:
+            """Codes indexing ``names`` (repeats and None allowed) as the receiver's label dtype
+            (``store.columns.label_dtype``): category with ``str`` categories."""
+            categories = [name for name in dict.fromkeys(names) if name is not None]
+            position = np.array([categories.index(name) if name is not None else -1 for name in names], dtype=np.int64)
+            dtype = pd.CategoricalDtype(pd.Index(categories, dtype=str))
+            return pd.Series(pd.Categorical.from_codes(position[codes], dtype=dtype))
 
         def nullable(values: array[int]) -> pd.Series:
             data = np.frombuffer(values, dtype=np.int64)
@@ -255,17 +261,16 @@ class GroundTruth:
             stamps = pd.Series(pd.to_datetime(data, unit="ns", utc=True)).astype("datetime64[ns, UTC]")
             return stamps.mask(na) if na.any() else stamps
 
-        stream_ids = np.asarray(snap["stream_ids"] or [None], dtype=object)
         frame = pd.DataFrame({
-            "path": labels(snap["path"], _PATHS),
-            "track": labels(snap["track"], _TRACKS),
+            "path": labels(np.frombuffer(snap["path"], dtype=np.int8), _PATHS),
+            "track": labels(np.frombuffer(snap["track"], dtype=np.int8), _TRACKS),
             "chunk": nullable(snap["chunk"]),
             "seq": nullable(snap["seq"]),
             "due_at": times(snap["due_at"]),
             "sent_at": times(snap["sent_at"]),
-            "fate": labels(snap["fate"], _FATE_LABELS),
+            "fate": labels(np.frombuffer(snap["fate"], dtype=np.int8), _FATE_LABELS),
             "delay_ms": pd.Series(np.frombuffer(snap["delay_ms"], dtype=np.float64)),
-            "stream_id": pd.Series(stream_ids[np.frombuffer(snap["stream_id"], dtype=np.int32)], dtype="string"),
+            "stream_id": labels(np.frombuffer(snap["stream_id"], dtype=np.int32), snap["stream_ids"] or [None]),
             "ssrc": nullable(snap["ssrc"]),
             "rtp_timestamp": nullable(snap["rtp_timestamp"]),
             "timestamp": nullable(snap["timestamp"]),
