@@ -39,13 +39,14 @@ _EXPORTS = {
     "CallPanel": "telnyx_nb.widgets",
     "Dashboard": "telnyx_nb.widgets",
     "plots": "telnyx_nb.plots",
+    "real_telnyx_env": "telnyx_nb.env",
 }
 
 __all__ = [
     "wire", "quality", "__version__", "Receiver", "Sandbox", "Audio", "load",
     "TelnyxNbError", "Reason", "StreamNotOpenError", "StreamNotStartedError", "ReceiverNotStartedError", "SelfTest",
     "dial", "answer", "hangup", "start_streaming", "stop_streaming", "start_forking", "stop_forking",
-    "start_transcription", "stop_transcription", "CallPanel", "Dashboard", "plots",
+    "start_transcription", "stop_transcription", "CallPanel", "Dashboard", "plots", "real_telnyx_env",
 ]
 
 if TYPE_CHECKING:
@@ -62,6 +63,7 @@ if TYPE_CHECKING:
         stop_transcription,
     )
     from telnyx_nb.audio import Audio
+    from telnyx_nb.env import real_telnyx_env
     from telnyx_nb.errors import (
         Reason,
         ReceiverNotStartedError,

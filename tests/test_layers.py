@@ -30,6 +30,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "reprs": ("reprs",),
     "defaults": ("defaults", "wire"),
     "errors": ("errors", "wire"),
+    "env": ("env", "errors", "wire"),
     "sandbox": ("sandbox", "wire", "emodel", "loopthread", "reprs"),
     "store": ("store", "defaults", "wire"),
     "quality": ("quality", "latency", "talk", "audio", "emodel", "defaults", "wire"),
