@@ -10,7 +10,7 @@ from telnyx_nb import __version__
 DESCRIPTION = """\
 Telnyx call audio, RTP forks and live transcripts into pandas, with a Telnyx emulator.
 
-  telnyx-nb demo                         two sandbox calls into a receiver: tables, quality, a saved session
+  telnyx-nb demo                         one sandbox call, all six actions: tables, quality, plots, a saved session
   telnyx-nb sandbox                      serve the emulator in the foreground, print TELNYX_* exports
   eval "$(telnyx-nb sandbox --detach)"   the same in the background, exported into this shell
 """
@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"telnyx-nb {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="{demo,sandbox}")
-    demo = commands.add_parser("demo", help="two sandbox calls into a receiver; print the tables, save the session")
+    demo = commands.add_parser("demo", help="one sandbox call with all six actions; print the tables, save the session")
     demo.add_argument("--session-dir", help="where to save the session (default: sessions/demo-<time>)")
     sandbox = commands.add_parser("sandbox", help="serve the Telnyx emulator until Ctrl-C; prints TELNYX_* exports")
     add_arguments(sandbox)
@@ -38,9 +38,10 @@ def main(argv: list[str] | None = None) -> int:
 
         from telnyx_nb.demo import run as run_demo
 
-        if args.session_dir and Path(args.session_dir).exists() and any(Path(args.session_dir).iterdir()):
-            print(f"telnyx-nb: {args.session_dir} exists and is not empty; choose another --session-dir",
-                  file=sys.stderr)
+        target = Path(args.session_dir) if args.session_dir else None
+        if target is not None and target.exists() and (not target.is_dir() or any(target.iterdir())):
+            what = "is a file" if not target.is_dir() else "exists and is not empty"
+            print(f"telnyx-nb: {args.session_dir} {what}; choose another --session-dir", file=sys.stderr)
             return 2
         run_demo(session_dir=args.session_dir)
         return 0

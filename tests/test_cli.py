@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 from telnyx_nb import __version__
 
 from waiting import timeout, wait_until
 
-COMMAND = [shutil.which("telnyx-nb") or sys.executable, *([] if shutil.which("telnyx-nb") else ["-m", "telnyx_nb.cli"])]
+#: The console script installed next to this interpreter (the README's .venv/bin/telnyx-nb), not
+#: whatever ``telnyx-nb`` is first on PATH.
+SCRIPT = Path(sys.executable).with_name("telnyx-nb")
+COMMAND = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "telnyx_nb.cli"]
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -80,3 +83,42 @@ def test_detach_reports_a_port_in_use():
         taken.listen()
         done = run("sandbox", "--detach", "--port", str(taken.getsockname()[1]))
     assert done.returncode == 1 and "did not start" in done.stderr and "in use" in done.stderr
+
+
+def test_detach_never_prints_an_older_env_file(tmp_path):
+    """--env-file names a file that exists from an earlier run (mode 0644): a failed start
+    prints nothing to eval and leaves it; a good one replaces it, mode 0600."""
+    env_file = tmp_path / "sandbox.env"
+    env_file.write_text("echo I-WAS-EVALED\n")
+    env_file.chmod(0o644)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        done = run("sandbox", "--detach", "--port", str(taken.getsockname()[1]), "--env-file", str(env_file))
+    assert done.returncode == 1 and done.stdout == "" and "did not start" in done.stderr
+    done = run("sandbox", "--detach", "--env-file", str(env_file))
+    assert done.returncode == 0, done.stderr
+    pid = int(next(line.split("=")[1] for line in done.stdout.splitlines() if "TELNYX_SANDBOX_PID" in line))
+    try:
+        assert "I-WAS-EVALED" not in done.stdout and f"TELNYX_SANDBOX_PID={pid}" in env_file.read_text()
+        assert env_file.stat().st_mode & 0o777 == 0o600
+    finally:
+        os.kill(pid, signal.SIGTERM)
+    wait_until(lambda: not _running(pid), timeout=20, what="the detached sandbox to stop on SIGTERM")
+
+
+def test_bad_ports_and_env_file_directories_are_named():
+    for port in ("99999", "-5", "http"):
+        done = run("sandbox", "--port", port)
+        assert done.returncode == 2 and "a port is a number from 0 to 65535" in done.stderr, done.stderr
+    done = run("sandbox", "--env-file", "/nonexistent-dir/x.env")
+    assert done.returncode == 1 and "--env-file /nonexistent-dir/x.env" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_demo_refuses_a_session_dir_that_is_a_file(tmp_path):
+    target = tmp_path / "taken"
+    target.write_text("mine")
+    done = run("demo", "--session-dir", str(target))
+    assert done.returncode == 2 and f"{target} is a file" in done.stderr and "Traceback" not in done.stderr
+    assert target.read_text() == "mine"

@@ -1,9 +1,9 @@
 """The README's first command: ``telnyx-nb demo`` runs headless and saves a loadable session."""
 
-import shutil
 import subprocess
 import sys
 import wave
+from pathlib import Path
 
 import telnyx_nb as tnb
 
@@ -11,10 +11,11 @@ from waiting import timeout
 
 
 def test_demo_command_runs_all_six_actions_and_saves_a_loadable_session_with_plots(tmp_path):
-    command = shutil.which("telnyx-nb") or f"{sys.executable} -m telnyx_nb.cli"
+    script = Path(sys.executable).with_name("telnyx-nb")          # the installed console script
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "telnyx_nb.cli"]
     session = tmp_path / "session"
     result = subprocess.run(
-        [*command.split(), "demo", "--session-dir", str(session)],
+        [*command, "demo", "--session-dir", str(session)],
         capture_output=True, text=True, timeout=timeout(180),
     )
     assert result.returncode == 0, result.stderr

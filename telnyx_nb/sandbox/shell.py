@@ -59,7 +59,7 @@ def serve(host: str = "127.0.0.1", port: int = 0, *, out: TextIO | None = None,
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The server's options, shared by ``telnyx-nb sandbox`` and ``python -m telnyx_nb.sandbox``."""
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=0, help="port (default: an ephemeral one)")
+    parser.add_argument("--port", type=_port, default=0, help="port, 0-65535 (default 0: an ephemeral one)")
     parser.add_argument("--env-file", metavar="PATH",
                         help="also write the export lines to PATH (mode 0600), for another shell to source")
     parser.add_argument("--detach", action="store_true",
@@ -67,9 +67,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              'return, for eval "$(telnyx-nb sandbox --detach)"')
 
 
+def _port(text: str) -> int:
+    port = int(text) if text.strip().isdigit() else -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is a number from 0 to 65535, got {text!r}")
+    return port
+
+
 def run(args: argparse.Namespace, prog: str) -> int:
     """Run the server as ``args`` say; returns the exit status (1, with one line on stderr,
-    when it cannot listen or the background server does not come up)."""
+    when it cannot listen, cannot write ``--env-file``, or the background server does not come up)."""
+    if args.env_file and not Path(args.env_file).resolve().parent.is_dir():
+        print(f"{prog}: cannot write --env-file {args.env_file}: its directory does not exist", file=sys.stderr)
+        return 1
     if args.detach:
         return _detach(args, prog)
     try:
@@ -81,17 +91,20 @@ def run(args: argparse.Namespace, prog: str) -> int:
 
 
 def _detach(args: argparse.Namespace, prog: str) -> int:
+    """Start ``python -m telnyx_nb.sandbox`` in a new session; once it has written its export
+    lines to a handshake file of this run (never an older file) and still runs, print them
+    (and copy them to ``--env-file``)."""
     with tempfile.TemporaryDirectory(prefix="telnyx_nb-sandbox-") as tmp:
-        env_file = Path(args.env_file or Path(tmp) / "env")
+        handshake = Path(tmp) / "env"
         with open(Path(tmp) / "stderr", "w+b") as err:
             child = subprocess.Popen(
                 [sys.executable, "-m", "telnyx_nb.sandbox", "--host", args.host, "--port", str(args.port),
-                 "--env-file", str(env_file)],
+                 "--env-file", str(handshake)],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
             deadline = time.monotonic() + DETACH_TIMEOUT_S
-            while not env_file.exists() and child.poll() is None and time.monotonic() < deadline:
+            while not handshake.exists() and child.poll() is None and time.monotonic() < deadline:
                 time.sleep(0.05)
-            if not env_file.exists():
+            if not handshake.exists() or child.poll() is not None:
                 if child.poll() is None:
                     child.kill()
                 err.seek(0)
@@ -99,8 +112,10 @@ def _detach(args: argparse.Namespace, prog: str) -> int:
                 print(f"{prog}: the background sandbox did not start: {lines[-1] if lines else 'no output'}",
                       file=sys.stderr)
                 return 1
-        print(env_file.read_text() + f"# sandbox running in the background; stop it with: kill {child.pid}",
-              flush=True)
+        exports = handshake.read_text()
+    if args.env_file:
+        _write_private(Path(args.env_file), exports)
+    print(exports + f"# sandbox running in the background; stop it with: kill {child.pid}", flush=True)
     return 0
 
 
