@@ -22,8 +22,24 @@ from waiting import timeout
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 
+def fences() -> list[tuple[str, str]]:
+    """(info string, content) of each fenced code block, as a CommonMark parser (GitHub's
+    rendering) reads the README: a fence that does not close swallows what follows."""
+    from markdown_it import MarkdownIt
+
+    return [(token.info, token.content) for token in MarkdownIt("commonmark").parse(README.read_text())
+            if token.type == "fence"]
+
+
 def python_blocks() -> list[str]:
-    return re.findall(r"^```python\n(.*?)^```", README.read_text(), re.S | re.M)
+    return [content for info, content in fences() if info == "python"]
+
+
+def test_every_fence_closes_where_it_should():
+    """No block runs on into the prose (a closing fence with text after it is no fence, and the
+    block then swallows what follows, headings and other blocks included)."""
+    for info, content in fences():
+        assert not re.search(r"^#{2,6} |^```", content, re.M), f"a {info} block swallowed prose:\n{content[:300]}"
 
 
 def test_readme_has_the_api_tour_with_waiting_hangup_and_cleanup():
