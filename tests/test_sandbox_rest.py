@@ -284,3 +284,15 @@ def test_client_state_is_echoed(sb, client, peer):
     stopped = peer.wait_event(ccid, "call.fork.stopped")[0].payload
     assert stopped["client_state"] == "c3RvcA==" and stopped["stream_type"] == "decrypted"
     client.calls.actions.hangup(ccid)
+
+
+def test_the_client_reaches_a_loopback_sandbox_with_a_proxy_in_the_environment(sb, monkeypatch):
+    """Many JupyterHubs set HTTP(S)_PROXY; a proxy cannot reach this machine's 127.0.0.1 (it was
+    APIConnectionError for every call)."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    call = sb.client().calls.dial(connection_id=sb.connection_id, to="+15550177", from_="+15550199")
+    assert call.data.call_control_id.startswith("v3:")
+    sb.client().calls.actions.hangup(call.data.call_control_id)

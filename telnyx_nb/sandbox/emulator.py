@@ -21,7 +21,9 @@ from __future__ import annotations
 import base64
 import contextlib
 import http.client
+import ipaddress
 import secrets
+import socket
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -274,23 +276,26 @@ class Sandbox:
         return {"TELNYX_BASE_URL": self.base_url, "TELNYX_API_KEY": self.api_key, "TELNYX_PUBLIC_KEY": self.public_key}
 
     def client(self, **options: Any) -> telnyx.Telnyx:
-        """A real ``telnyx.Telnyx`` for this sandbox (retries off, 10 s timeout unless given).
-        Waits for the sandbox's process to be ready (see :meth:`start`)."""
+        """A real ``telnyx.Telnyx`` for this sandbox (retries off, 10 s timeout unless given; on
+        loopback, HTTP(S)_PROXY from the environment is not used, as proxies cannot reach this
+        machine's 127.0.0.1). Waits for the sandbox's process to be ready (see :meth:`start`)."""
         import telnyx
 
-        if self._child is not None:
-            self._ready_child()
-        options = {"max_retries": 0, "timeout": 10.0, **options}
-        return telnyx.Telnyx(base_url=self.base_url, api_key=self.api_key, public_key=self.public_key, **options)
+        return telnyx.Telnyx(**self._client_options(options, telnyx.DefaultHttpxClient))
 
     def aclient(self, **options: Any) -> telnyx.AsyncTelnyx:
         """A real ``telnyx.AsyncTelnyx`` for this sandbox (same defaults as :meth:`client`)."""
         import telnyx
 
+        return telnyx.AsyncTelnyx(**self._client_options(options, telnyx.DefaultAsyncHttpxClient))
+
+    def _client_options(self, options: dict[str, Any], http_client: Any) -> dict[str, Any]:
         if self._child is not None:
             self._ready_child()
         options = {"max_retries": 0, "timeout": 10.0, **options}
-        return telnyx.AsyncTelnyx(base_url=self.base_url, api_key=self.api_key, public_key=self.public_key, **options)
+        if "http_client" not in options and ipaddress.ip_address(socket.gethostbyname(self.host)).is_loopback:
+            options["http_client"] = http_client(trust_env=False)
+        return {"base_url": self.base_url, "api_key": self.api_key, "public_key": self.public_key, **options}
 
     # --- scripting the far end ---------------------------------------------------------
     def route(self, to: str, scenario: str | Scenario = "support_call", *, codec: str = "PCMU") -> None:
