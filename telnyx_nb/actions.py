@@ -96,7 +96,8 @@ def dial(client: Any, rx: Receiver | None = None, /, *, stream: bool = False, **
         if stream:
             _stream_options(rx, options, token_in_body=False)
     options.setdefault("command_id", str(uuid.uuid4()))
-    return _sent(rx, "dial", None, options, lambda: client.calls.dial(**options))
+    method = client.calls.dial       # the SDK imports its resources on first use: not part of sent_at..answered_at
+    return _sent(rx, "dial", None, options, lambda: method(**options))
 
 
 def answer(client: Any, call_control_id: str, rx: Receiver | None = None, /, *, stream: bool = False,
