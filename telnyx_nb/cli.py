@@ -43,7 +43,11 @@ def main(argv: list[str] | None = None) -> int:
             what = "is a file" if not target.is_dir() else "exists and is not empty"
             print(f"telnyx-nb: {args.session_dir} {what}; choose another --session-dir", file=sys.stderr)
             return 2
-        run_demo(session_dir=args.session_dir)
+        try:
+            run_demo(session_dir=args.session_dir)
+        except KeyboardInterrupt:        # the sandbox and capture children are stopped on the way out
+            print("\ntelnyx-nb demo: interrupted; nothing saved", file=sys.stderr)
+            return 130
         return 0
     return run(args, "telnyx-nb sandbox")
 

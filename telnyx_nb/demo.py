@@ -14,6 +14,7 @@ it, and says where.
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -45,16 +46,30 @@ HEAD = 6
 
 
 class _Progress:
-    """One tqdm bar over STEPS, its postfix the receiver's counters, refreshed while waiting."""
+    """One tqdm bar over STEPS: its description the step under way, its postfix the receiver's
+    counters (refreshed while waiting), redrawn from a thread (twice a second on a terminal,
+    every 5 s into a file) so that the elapsed time moves during long steps too."""
 
     def __init__(self, out: TextIO) -> None:
         self.bar = tqdm(total=len(STEPS), file=out, unit="step", mininterval=0.25, desc="starting the sandbox",
                         bar_format="{desc:<34} {bar:20} {n_fmt}/{total_fmt} [{elapsed}] {postfix}")
         self.rx: tnb.Receiver | None = None
+        self._closed = threading.Event()
+        interval = 0.5 if out.isatty() else 5.0        # a log file keeps every redraw
+        threading.Thread(target=self._redraw, args=(interval,), name="telnyx_nb-demo-progress", daemon=True).start()
 
-    def step(self, name: str) -> None:
-        self.bar.set_description_str(name, refresh=False)
+    def _redraw(self, interval: float) -> None:
+        while not self._closed.wait(interval):
+            self.bar.refresh()
+
+    def step(self, next_step: str) -> None:
+        """One step done; ``next_step`` names the one now under way."""
+        self.bar.set_description_str(next_step, refresh=False)
         self.bar.update(1)
+
+    def close(self) -> None:
+        self._closed.set()
+        self.bar.close()
 
     def counters(self) -> None:
         if self.rx is not None:
@@ -90,49 +105,51 @@ def run(out: TextIO = sys.stdout, session_dir: str | Path | None = None) -> Path
     """Run the demo; return the saved session directory (with ``plots/*.png`` in it)."""
     print("telnyx_nb demo: one sandbox call, all six actions, into a receiver", file=out, flush=True)
     progress = _Progress(out)
-    with tnb.Sandbox() as sb:
-        progress.step("sandbox started")
-        with tnb.Receiver(public_key=sb.public_key) as rx:
-            progress.rx = rx
-            progress.step("receiver started")
-            client = sb.client()
-            sb.route("+15550100", SCENARIO)
-            ccid = _dial(client, sb, rx)
-            progress.step("dialled")
-            rx.wait_for("call.answered", ccid)      # commands before the answer get 422 90034
-            progress.step("answered")
-            tnb.start_transcription(client, ccid, rx, transcription_tracks="both",
-                                    transcription_engine_config={"transcription_engine": "Google",
-                                                                 "language": "en", "interim_results": True})
-            progress.step("transcribing both tracks")
-            tnb.start_streaming(client, ccid, rx, stream_track="both_tracks")
-            progress.wait(STREAM_S)
-            tnb.stop_streaming(client, ccid, rx)
-            progress.step(f"streamed {STREAM_S:g} s")
-            sb.impair(ccid, loss=FORK_LOSS, seed=1)
-            tnb.start_forking(client, ccid, rx)
-            progress.wait(FORK_S)
-            tnb.stop_forking(client, ccid, rx)
-            progress.step(f"forked {FORK_S:g} s, {FORK_LOSS:.0%} dropped")
-            tnb.stop_transcription(client, ccid, rx)
-            progress.step("all stopped")
-            tnb.hangup(client, ccid, rx)
-            rx.wait_for("call.hangup", ccid)
-            progress.wait(1.0, until=lambda: "call.transcription.stopped" in set(rx.events["event_type"]))
-            progress.step("hung up")
-            tables = {name: getattr(rx, name) for name in ("events", "commands", "transcripts", "streams", "frames",
-                                                          "rtp", "dtmf")}
-            quality = rx.quality()
-            truth = sb.ground_truth(ccid)
-            progress.step("tables read")
-            path = Path(session_dir or Path("sessions") / time.strftime("demo-%Y%m%d-%H%M%S"))
-            rx.save(path)
-            figures = _write_plots(rx, ccid, path / "plots")
-            progress.step("plots written")
-            wav = path / "call-inbound.wav"
-            rx.audio(ccid, track="inbound", source="stream").to_wav(wav)
-            progress.step("saved")
-    progress.bar.close()
+    try:
+        with tnb.Sandbox() as sb:
+            progress.step("starting the receiver")
+            with tnb.Receiver(public_key=sb.public_key) as rx:
+                progress.rx = rx
+                progress.step("dialling")
+                client = sb.client()
+                sb.route("+15550100", SCENARIO)
+                ccid = _dial(client, sb, rx)
+                progress.step("waiting for the answer")
+                rx.wait_for("call.answered", ccid)      # commands before the answer get 422 90034
+                progress.step("starting transcription")
+                tnb.start_transcription(client, ccid, rx, transcription_tracks="both",
+                                        transcription_engine_config={"transcription_engine": "Google",
+                                                                     "language": "en", "interim_results": True})
+                progress.step(f"streaming both tracks {STREAM_S:g} s")
+                tnb.start_streaming(client, ccid, rx, stream_track="both_tracks")
+                progress.wait(STREAM_S)
+                tnb.stop_streaming(client, ccid, rx)
+                progress.step(f"forking {FORK_S:g} s, {FORK_LOSS:.0%} dropped")
+                sb.impair(ccid, loss=FORK_LOSS, seed=1)
+                tnb.start_forking(client, ccid, rx)
+                progress.wait(FORK_S)
+                tnb.stop_forking(client, ccid, rx)
+                progress.step("stopping transcription")
+                tnb.stop_transcription(client, ccid, rx)
+                progress.step("hanging up")
+                tnb.hangup(client, ccid, rx)
+                rx.wait_for("call.hangup", ccid)
+                progress.wait(1.0, until=lambda: "call.transcription.stopped" in set(rx.events["event_type"]))
+                progress.step("reading the tables")
+                tables = {name: getattr(rx, name) for name in ("events", "commands", "transcripts", "streams", "frames",
+                                                              "rtp", "dtmf")}
+                quality = rx.quality()
+                truth = sb.ground_truth(ccid)
+                progress.step("saving, writing plots")
+                path = Path(session_dir or Path("sessions") / time.strftime("demo-%Y%m%d-%H%M%S"))
+                rx.save(path)
+                figures = _write_plots(rx, ccid, path / "plots")
+                progress.step("writing the audio")
+                wav = path / "call-inbound.wav"
+                rx.audio(ccid, track="inbound", source="stream").to_wav(wav)
+                progress.step("done")
+    finally:
+        progress.close()
     _report(out, ccid, tables, quality, truth)
     print(f"\nsession saved to {path.resolve()}  (tnb.load({str(path)!r}) opens it)", file=out)
     print(f"plots: {', '.join(p.name for p in figures)} in {(path / 'plots').resolve()}", file=out)

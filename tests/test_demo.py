@@ -49,7 +49,7 @@ def test_demo_command_runs_all_six_actions_and_saves_a_loadable_session_with_plo
     with wave.open(str(session / "call-inbound.wav")) as wav:
         assert wav.getframerate() == 8000 and wav.getnframes() > 8000 * 5    # 6 s streamed
 
-    again = subprocess.run([*command.split(), "demo", "--session-dir", str(session)],
+    again = subprocess.run([*command, "demo", "--session-dir", str(session)],
                            capture_output=True, text=True, timeout=timeout(60))
     assert again.returncode == 2 and "exists and is not empty" in again.stderr     # never overwritten silently
     assert len(tnb.load(session).frames) == len(saved.frames)
