@@ -512,6 +512,8 @@ def test_urls_lifecycle_and_health():
         wait_until(lambda: rx.health()["loop_lag_p99_ms"] >= 0, what="a loop-lag sample")   # NaN until one
         health = rx.health()
         assert health["loop"] == "asyncio" and health["loop_lag_p99_ms"] >= 0 and health["messages"] == 0
+        for key in ("loop_lag_p50_ms", "loop_lag_p99_ms"):             # microseconds, no float noise
+            assert health[key] == round(health[key], 3), health[key]
         assert rx.start() is rx and rx.__enter__() is rx                # idempotent
         with pytest.raises(OSError):
             tnb.Receiver(port=rx.port).start()                          # port taken: fails, cleanly
