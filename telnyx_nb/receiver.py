@@ -437,8 +437,9 @@ class Receiver(StoreSession):
     def selftest(self, url: str | None = None, *, timeout: float = defaults.SELFTEST_TIMEOUT_S) -> SelfTest:
         """Whether this receiver answers through ``url``: a :class:`~telnyx_nb.wire.selftest.SelfTest`.
 
-        Requests ``<url>/selftest?nonce=<random>`` (``url`` a base URL, default this receiver's
-        public one: ``public_url``, else its local address) and returns ``reachable`` (the answer
+        Requests ``<url>/selftest?nonce=<random>`` (``url`` a base URL, or a ``webhook_url``: a
+        trailing ``/webhooks`` is dropped; default this receiver's public one: ``public_url``,
+        else its local address) and returns ``reachable`` (the answer
         echoed the nonce from this receiver, not from a tunnel's error page, another server or
         another receiver), ``round_trip_ms`` (float, ms; NaN without an answer), ``status``,
         ``error`` (why not reachable, in words) and ``received_at`` (UTC). It sends what Telnyx's
@@ -452,7 +453,11 @@ class Receiver(StoreSession):
         self._require_running()
         if not timeout > 0:
             raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+        if url is not None and not url.strip():
+            raise ValueError("url is empty: give a base URL (https://…), or None for this receiver's public one")
         base = (url or self.public_url or _local_base(self.host, self.port)).rstrip("/")
+        for route in ("/webhooks", selftest.PATH):        # rx.webhook_url itself is the natural guess
+            base = base.removesuffix(route)
         parts = urlsplit(base)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"url must be an http:// or https:// base URL, got {url!r}")

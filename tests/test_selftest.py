@@ -353,3 +353,10 @@ def test_ipv6_receiver_addresses_are_valid_urls():
     with tnb.Receiver(host="::1") as rx:
         for url in (rx.webhook_url, rx.stream_url):
             assert urlsplit(url).hostname == "::1" and urlsplit(url).port == rx.port, url
+
+
+def test_the_webhook_url_itself_works_and_an_empty_url_is_refused():
+    with tnb.Receiver() as rx:
+        assert rx.selftest(url=rx.webhook_url).reachable
+        with pytest.raises(ValueError, match="url is empty"):
+            rx.selftest(url="")
