@@ -128,11 +128,17 @@ def write_seconds(store: Store, recorder: recording.Recorder, info, first: int, 
         recorder.flush()
 
 
-def test_a_follower_reads_each_segment_once_and_only_what_is_new(tmp_path):
-    path = tmp_path / "rec"
+def recorded_stream(path, stream_id: str):
+    """A Store written to a recording at ``path`` as the capture writes it, and one started stream."""
     writer = Store()
     recorder = recording.Recorder(writer, path, l16_byteorder="big", clocks=dict, forget_flushed=True)
-    info = writer.start_stream(media.Start("s-f", 1, CCID, media.MediaFormat("PCMU", 8000)), 10**18, 10**18, True)
+    info = writer.start_stream(media.Start(stream_id, 1, CCID, media.MediaFormat("PCMU", 8000)), 10**18, 10**18, True)
+    return writer, recorder, info
+
+
+def test_a_follower_reads_each_segment_once_and_only_what_is_new(tmp_path):
+    path = tmp_path / "rec"
+    writer, recorder, info = recorded_stream(path, "s-f")
     write_seconds(writer, recorder, info, 1, 3)
     follower = recording.Follower(path, Store())
     follower.refresh()
@@ -186,9 +192,7 @@ def test_frames_reads_decode_each_row_once_and_hand_out_copies():
 
 def test_a_recordings_payloads_are_mapped_for_quality(tmp_path):
     path = tmp_path / "rec"
-    writer = Store()
-    recorder = recording.Recorder(writer, path, l16_byteorder="big", clocks=dict, forget_flushed=True)
-    info = writer.start_stream(media.Start("s-m", 1, CCID, media.MediaFormat("PCMU", 8000)), 10**18, 10**18, True)
+    writer, recorder, info = recorded_stream(path, "s-m")
     write_seconds(writer, recorder, info, 1, 2)
     recorder.close(1.0)
     session = tnb.load(path)
