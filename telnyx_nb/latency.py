@@ -136,7 +136,8 @@ def _accepted(commands: pd.DataFrame, names: tuple[str, ...]) -> pd.DataFrame:
 def _streams(commands: pd.DataFrame, streams: pd.DataFrame, events: pd.DataFrame, frames: pd.DataFrame
              ) -> pd.DataFrame:
     requests = _accepted(commands, _STREAM_COMMANDS)
-    requests = requests[[isinstance(o, dict) and "stream_url" in o for o in requests["options"]]]
+    asked = np.fromiter((isinstance(o, dict) and "stream_url" in o for o in requests["options"]), bool, len(requests))
+    requests = requests[asked]                    # a mask, also when empty (a [] list would select no columns)
     first_media = frames.groupby(["stream_id", "track"], observed=True)["received_at"].min()
     started = events[events["event_type"].astype(object) == "streaming.started"]
     rows: list[dict[str, Any]] = []

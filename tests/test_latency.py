@@ -142,3 +142,19 @@ def test_marks_are_commands_and_echoes(timed_call):
 
 def test_a_loaded_session_gives_the_same_latency(timed_call):
     pd.testing.assert_frame_equal(timed_call["loaded"], timed_call["latency"])
+
+
+def test_a_call_the_sdk_dialled_and_tnb_forked_has_its_fork_stages(sb, client):
+    """rx.commands holds only fork_start (no dial, no stream): it was KeyError 'sent_at'."""
+    with tnb.Receiver(public_key=sb.public_key) as rx:
+        assert len(tnb.quality.latency(rx)) == 0                   # nothing yet: an empty table
+        sb.route("+15550166", Scenario.tone(2.0))
+        ccid = client.calls.dial(connection_id=sb.connection_id, to="+15550166", from_=FROM,
+                                 webhook_url=rx.webhook_url).data.call_control_id
+        rx.wait_for("call.answered", ccid)
+        tnb.start_forking(client, ccid, rx)
+        rx.wait_for("call.hangup", ccid, timeout=timeout(15))
+        sb.wait_webhooks(timeout(10))
+        lat = tnb.quality.latency(rx)
+        assert {"rest_answer", "call.fork.started"} <= set(lat["stage"].astype(object)), lat
+        assert (lat["command"].astype(object) == "fork_start").any()
