@@ -22,6 +22,7 @@ Every function raises LookupError, naming what is missing, when there is nothing
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -383,11 +384,11 @@ def quality_timeline(rx_or_session: Session, call_control_id: str | None = None,
     such gaps). Counting follows ``rx.quality()``; over the whole call the lost numbers add up to
     its ``lost``. A bin with no packet is a break in the lines.
 
-    Raises LookupError when the call has no streamed or forked media, ValueError for
-    ``bin_s`` <= 0.
+    Raises LookupError when the call has no streamed or forked media, ValueError unless
+    ``bin_s`` is positive and finite.
     """
-    if not bin_s > 0:
-        raise ValueError(f"bin_s must be positive, got {bin_s!r}")
+    if not (bin_s > 0 and math.isfinite(bin_s)):
+        raise ValueError(f"bin_s must be a positive finite number of seconds, got {bin_s!r}")
     frames, rtp = rx_or_session.frames, rx_or_session.rtp
     if call_control_id is None:
         call_control_id = _latest(rx_or_session, _media_arrivals(frames, rtp), "streamed or forked media")

@@ -24,6 +24,7 @@ table also has the UTC instants, which compare across sources (``sb.script`` giv
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -44,6 +45,7 @@ SUMMARY_COLUMNS = ["call_control_id", "track", "source", "duration_s", "talk_s",
 #: Columns of ``TalkTime.segments``, in order.
 SEGMENT_COLUMNS = ["call_control_id", "track", "segment", "start", "end", "start_s", "end_s", "duration_s"]
 #: Columns of ``TalkTime.utterances``, in order.
+_SCRIPT_COLUMNS = {"call_control_id", "track", "utterance", "word_index", "word", "start_at", "end_at"}
 UTTERANCE_COLUMNS = ["call_control_id", "track", "received_at", "transcript", "confidence", "words", "start", "end",
                      "start_s", "end_s", "duration_s", "wpm"]
 _TRACKS = ("inbound", "outbound")
@@ -159,11 +161,15 @@ def script_times(transcripts: pd.DataFrame, script: pd.DataFrame | None) -> pd.D
     A transcript matches an utterance of its call and track (any track when the transcript has
     none) whose words start with its words (a final: are its words), compared as lower-case
     word characters; of several, the latest whose word ended before the transcript arrived.
+    Raises ValueError when ``script`` lacks the columns of ``sb.script``.
     """
     out = pd.DataFrame({"start": pd.Series(pd.NaT, index=transcripts.index, dtype="datetime64[ns, UTC]")})
     out["end"] = out["start"]
     if script is None or script.empty or transcripts.empty:
         return out
+    if not set(script.columns) >= _SCRIPT_COLUMNS:
+        raise ValueError(f"script must be word timing as sb.script(ccid) gives it (columns {sorted(_SCRIPT_COLUMNS)}); "
+                         f"got columns {list(script.columns)}")
     ordered = script.sort_values(["call_control_id", "utterance", "word_index"], kind="stable")
     utterances: dict[tuple[str, str], list[tuple[tuple[str, ...], list[int], int]]] = {}
     for (ccid, track, _), words in ordered.groupby(["call_control_id", "track", "utterance"], observed=True,
@@ -235,7 +241,8 @@ def talk_time(rx_or_session: Tables, call_control_id: str | None = None, *, sour
     - ``summary``, one row per call and track with audio: ``call_control_id``, ``track``
       ("inbound"/"outbound"; category), ``source``, ``duration_s`` (the aligned audio's
       length), ``talk_s``, ``silence_s`` (= duration - talk), ``talk_fraction`` (talk/duration),
-      ``talk_share`` (this track's part of the call's talk, NaN when nobody talked),
+      ``talk_share`` (this track's part of the call's talk, NaN when nobody talked or only one
+      track was received),
       ``overlap_s`` (both tracks talking; NaN with one track), ``longest_silence_s`` (this track
       not talking), ``longest_dead_air_s`` (neither talking; the track's silence with one
       track), ``segments`` (int64), ``words`` (Int64: words of its final transcripts, split at
@@ -253,11 +260,19 @@ def talk_time(rx_or_session: Tables, call_control_id: str | None = None, *, sour
       (the audio time of its words from ``script``, NaT without), ``start_s``/``end_s``/
       ``duration_s`` (call time, NaN where unknown), ``wpm`` (words per minute of that span).
 
-    Raises LookupError when ``call_control_id`` has no audio from ``source``.
+    Raises LookupError when ``call_control_id`` has no audio from ``source``, ValueError for a
+    detector parameter that is not finite (or negative, or a percentile outside 0-100) and for a
+    ``script`` without ``sb.script``'s columns.
     """
     frame_s = FRAME_MS / 1000
     detector = dict(floor_dbfs=floor_dbfs, snr_db=snr_db, noise_percentile=noise_percentile, hangover_s=hangover_s,
                     min_speech_s=min_speech_s)
+    for name, value in detector.items():
+        if not math.isfinite(value) or (name in ("hangover_s", "min_speech_s", "snr_db") and value < 0) \
+                or (name == "noise_percentile" and not 0 <= value <= 100):
+            raise ValueError(f"{name} must be a finite number{'' if name == 'floor_dbfs' else ' >= 0'}"
+                             f"{' (0-100)' if name == 'noise_percentile' else ''}, got {value!r}")
+
     rows: list[dict[str, Any]] = []
     segments: list[pd.DataFrame] = []
     origins: dict[str, int] = {}
@@ -299,7 +314,7 @@ def talk_time(rx_or_session: Tables, call_control_id: str | None = None, *, sour
             rows.append(dict(
                 call_control_id=ccid, track=track, source=use, duration_s=n * frame_s, talk_s=talk,
                 silence_s=(n - int(mask.sum())) * frame_s, talk_fraction=talk / (n * frame_s) if n else np.nan,
-                talk_share=talk / talk_total if talk_total else np.nan,
+                talk_share=talk / talk_total if talk_total and both is not None else np.nan,
                 overlap_s=int(both.sum()) * frame_s if both is not None else np.nan,
                 longest_silence_s=_longest_gap(mask) * frame_s, longest_dead_air_s=_longest_gap(anyone) * frame_s,
                 segments=len(found[track][0]), words=words,

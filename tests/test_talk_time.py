@@ -7,6 +7,8 @@ scripted utterance in the audio within 0.2 s at both ends, on both tracks, strea
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -173,3 +175,18 @@ def test_script_before_and_after_the_answer_and_against_the_ground_truth(sb, cli
     assert (slots - origin.iloc[0]).abs().max() <= pd.Timedelta(1, "us")
     with pytest.raises(KeyError):
         sb.script("v3:no-such-call")
+
+
+def test_absurd_detector_settings_and_a_wrong_script_are_value_errors():
+    """They were silently accepted (NaN floors: no talk at all; negative hangover) or KeyError."""
+    import pandas as pd
+
+    session = tnb.load(Path(__file__).resolve().parent.parent / "notebooks" / "data" / "survey-call")
+    for bad in ({"floor_dbfs": float("nan")}, {"snr_db": float("nan")}, {"hangover_s": -1.0},
+                {"min_speech_s": -5.0}, {"noise_percentile": 101.0}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            tnb.quality.talk_time(session, **bad)
+    with pytest.raises(ValueError, match="script must be word timing"):
+        tnb.quality.talk_time(session, script=pd.DataFrame({"x": [1]}))
+    with pytest.raises(ValueError, match="bin_s must be a positive finite"):
+        tnb.plots.quality_timeline(session, bin_s=float("inf"))
