@@ -39,7 +39,10 @@ def real_telnyx_env(*required: str) -> dict[str, str] | None:
     missing = [name for name in required if not os.environ.get(name)]
     if missing:
         lines = "\n".join(f"  {name}: {SETTINGS.get(name, 'see the README, With real Telnyx')}" for name in missing)
-        raise TelnyxNbError(f"TELNYX_API_KEY is set, so this notebook drives real Telnyx, and it also needs:\n{lines}\n"
-                            "Set them before starting Jupyter, or unset TELNYX_API_KEY to run offline on the sandbox.")
+        hint = (" (here it comes from `telnyx-nb sandbox --detach`: TELNYX_SANDBOX_PID is set)"
+                if os.environ.get("TELNYX_SANDBOX_PID") else "")
+        raise TelnyxNbError(f"TELNYX_API_KEY is set{hint}, so this notebook drives real Telnyx, and it also needs:\n"
+                            f"{lines}\nSet them before starting Jupyter, or unset TELNYX_API_KEY to run offline on "
+                            "the sandbox.")
     names = ("TELNYX_API_KEY", *required)
     return {**{name: os.environ[name] for name in names}, "RECEIVER_PORT": os.environ.get("RECEIVER_PORT", "8765")}

@@ -29,3 +29,11 @@ def test_with_everything_set_it_returns_the_settings_and_the_receiver_port(monke
     monkeypatch.delenv("RECEIVER_PORT", raising=False)
     assert tnb.real_telnyx_env("PUBLIC_URL") == {"TELNYX_API_KEY": "k", "PUBLIC_URL": "https://example.test",
                                                  "RECEIVER_PORT": "8765"}
+
+
+def test_a_key_from_a_detached_sandbox_is_named_as_such(monkeypatch):
+    monkeypatch.setenv("TELNYX_API_KEY", "KEY_SANDBOX_x")
+    monkeypatch.setenv("TELNYX_SANDBOX_PID", "123")
+    monkeypatch.delenv("PUBLIC_URL", raising=False)
+    with pytest.raises(tnb.TelnyxNbError, match="telnyx-nb sandbox --detach"):
+        tnb.real_telnyx_env("PUBLIC_URL")
