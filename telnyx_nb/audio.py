@@ -6,7 +6,10 @@ Audio is placed by **media time**, not by counting frames:
 * a media stream's frames by ``chunk``: each chunk's samples follow the previous chunk's, and a
   run of missing chunks is silence as long as the ``timestamp`` field says (when the stream's
   timestamps count milliseconds or samples, checked on its consecutive chunks), else one
-  typical frame per missing chunk (:func:`assemble_stream`);
+  typical frame per missing chunk (:func:`assemble_stream`). A chunk restart adds no silence;
+  a timestamp that disagrees with the chunk numbers (it goes backwards, or steps further than
+  the chunks it spans can last at MAX_FRAME_S each) is a discontinuity, handled like a
+  restart: the gap is sized by the chunk numbers;
 * a forked RTP source's packets by RTP timestamp (per SSRC, extended over wraps, in sequence
   order), so packets of any duration (10, 30, 40 ms, a mix, an empty payload) keep the
   timeline and missing media is silence of the right length. Only audio payload types are
@@ -55,7 +58,7 @@ from telnyx_nb.wire.telephone_event import (
 
 __all__ = [
     "Audio", "Timeline", "assemble", "assemble_stream", "assemble_fork", "fork_payload_kinds", "join", "stack",
-    "SEQ_CONTINUE_WINDOW", "TS_JUMP_S", "MAX_SILENCE_S", "CN_SEED",
+    "SEQ_CONTINUE_WINDOW", "TS_JUMP_S", "MAX_SILENCE_S", "MAX_FRAME_S", "CN_SEED",
 ]
 
 #: A new SSRC whose first sequence number is 1..this many after the previous SSRC's last one
@@ -68,6 +71,9 @@ TS_JUMP_S = 10.0
 #: suppression may then leave a gap of up to this long (also the longest silence inserted
 #: between two streams or SSRCs of one call).
 MAX_SILENCE_S = 3600.0
+#: The longest media one stream chunk may stand for, in seconds (Opus's longest frame; the usual
+#: chunk is 20 ms): a gap that spans k chunks is never filled with more silence than k times this.
+MAX_FRAME_S = 0.12
 #: Comfort noise is reproducible: the same input gives the same samples.
 CN_SEED = 3389
 
@@ -261,18 +267,21 @@ def _fill_value(codec: codecs.Codec) -> int:
 
 def assemble(numbers: np.ndarray, offsets: np.ndarray, lengths: np.ndarray, payload: bytes,
              codec: codecs.Codec) -> np.ndarray:
-    """Decode one track by frame number: first copy of duplicates, each frame after the one
-    before it, a missing number as one typical frame of the codec's digital silence (the most
-    common payload size). A payload that ends in a partial sample (an odd-length L16 chunk)
-    loses that byte, so one bad frame cannot make the whole track undecodable.
+    """Decode one track by frame number: numbers extended as :func:`assemble_stream` does (a wild
+    number is discarded, a restart adds no silence), first copy of duplicates, each frame after
+    the one before it, a missing number as one typical frame (the most common payload size, at
+    most MAX_FRAME_S) of the codec's digital silence. A payload that ends in a partial sample
+    (an odd-length L16 chunk) loses that byte, so one bad frame cannot make the whole track
+    undecodable.
     """
     numbers = np.asarray(numbers, dtype=np.int64)
     if not len(numbers):
         return np.zeros(0, dtype=np.int16)
-    rows = _first_copies(numbers)
+    extended = extend_sequence(numbers, modulus=None)
+    rows = _first_copies(extended)
     n = np.asarray(lengths, dtype=np.int64)[rows] // codec.bytes_per_sample
-    frame = _typical_frame(n, codec.sample_rate)
-    pos = _chunk_positions(numbers[rows], n, frame, None)
+    frame = min(_typical_frame(n, codec.sample_rate), max(round(MAX_FRAME_S * codec.sample_rate), 1))
+    pos = _chunk_positions(extended[rows], n, frame, None)
     out = np.full(int(pos[-1] + n[-1]), _fill_value(codec), dtype=np.int16)
     _place(out, pos, n, np.asarray(offsets, dtype=np.int64)[rows], np.zeros(len(rows), dtype=np.int64), [codec],
            payload)
@@ -289,7 +298,8 @@ def _chunk_positions(chunk: np.ndarray, n: np.ndarray, frame: int, gap_samples: 
 
 def _timestamp_unit(ts: np.ndarray, chunk: np.ndarray, n: np.ndarray, rate: int) -> float | None:
     """Samples per ``timestamp`` tick when the stream's timestamps count milliseconds or samples
-    (every pair of consecutive chunks, the first not empty, steps by its duration ±1 tick)."""
+    (most pairs of consecutive chunks, the first not empty, step by its duration ±1 tick; the
+    others are discontinuities)."""
     pairs = (np.diff(chunk) == 1) & (n[:-1] > 0)
     if not pairs.any():
         return None
@@ -298,7 +308,7 @@ def _timestamp_unit(ts: np.ndarray, chunk: np.ndarray, n: np.ndarray, rate: int)
     durations = n[:-1][pairs].astype(np.float64)
     for ticks_per_second in (1000, rate):
         per_tick = rate / ticks_per_second
-        if np.all(np.abs(steps - durations / per_tick) <= 1):
+        if 2 * np.count_nonzero(np.abs(steps - durations / per_tick) <= 1) > len(steps):
             return per_tick
     return None
 
@@ -307,27 +317,31 @@ def assemble_stream(chunk: np.ndarray, timestamp: np.ndarray, offsets: np.ndarra
                     arrival_ns: np.ndarray, payload: bytes, codec: codecs.Codec, rate: int) -> Timeline | None:
     """One stream track (rows in arrival order) on its timeline; None when it has no frame left.
 
-    Chunk numbers are extended as RFC 3550 A.1 does (a wild number is discarded), the first
-    copy of a duplicate is kept. Each chunk follows the previous one; before a chunk, silence
-    for the media time the timestamps say is missing (at least one tick, so a partial sample
-    is not padded), or, when the timestamps do not count milliseconds or samples, one typical
-    frame per missing chunk number.
+    Chunk numbers are extended as RFC 3550 A.1 does (a wild number is discarded, a confirmed
+    restart continues the numbers), the first copy of a duplicate is kept. Each chunk follows
+    the previous one; before a chunk, silence for the media time the timestamps say is missing
+    (at least one tick, so a partial sample is not padded), or, when the timestamps do not
+    count milliseconds or samples or disagree with the chunk numbers there, one typical frame
+    per missing chunk number. Either way at most MAX_FRAME_S per chunk the gap spans.
     """
     chunk = np.asarray(chunk, dtype=np.int64)
-    rows = _first_copies(extend_sequence(chunk, modulus=None))
+    extended = extend_sequence(chunk, modulus=None)
+    rows = _first_copies(extended)
     if not len(rows):
         return None
     width = codec.bytes_per_sample
     n = np.asarray(lengths, dtype=np.int64)[rows] // width
-    numbers = chunk[rows]
+    numbers = extended[rows]
     frame = _typical_frame(n, rate)
+    longest = max(round(MAX_FRAME_S * rate), 1)
+    missing = np.diff(numbers) - 1
+    gaps = missing * min(frame, longest)
     ts = np.asarray(timestamp, dtype=np.int64)[rows]
     per_tick = _timestamp_unit(ts, numbers, n, rate)
-    gaps = (np.diff(numbers) - 1) * frame
     if per_tick is not None:
         with np.errstate(over="ignore", invalid="ignore"):
             deficit = np.diff(ts).astype(np.float64) * per_tick - n[:-1]
-        plausible = (deficit >= 0) & (deficit <= (np.diff(numbers) + 1) * 2.0 * max(int(n.max()), frame))
+        plausible = (deficit >= 0) & (deficit + n[:-1] <= (missing + 1) * float(longest) + per_tick)
         by_time = np.where(deficit >= per_tick, np.rint(np.where(plausible, deficit, 0)), 0).astype(np.int64)
         gaps = np.where(plausible, by_time, gaps)
     pos = _chunk_positions(numbers, n, frame, gaps)

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import telnyx_nb as tnb
-from telnyx_nb.audio import Audio, assemble_fork
+from telnyx_nb.audio import Audio, assemble, assemble_fork
 from telnyx_nb.sandbox import Scenario
 from telnyx_nb.session import StoreSession
 from telnyx_nb.store import Store, recording
@@ -278,6 +278,45 @@ def test_an_empty_stream_chunk_keeps_its_place():
     frames = [(1, 0, PCMU[:160]), (2, 20, b""), (3, 40, PCMU[320:480])]
     samples = stream_session(frames)[1].audio(CCID).samples
     assert len(samples) == 480 and (samples[160:320] == 0).all()
+
+
+def test_a_stream_timestamp_discontinuity_and_a_chunk_restart_add_no_silence():
+    """The reviewer's input: chunks 1..20 (ms timestamps), 21..30 all stamped 10**15, then a
+    confirmed chunk restart at 10**12 (timestamps 0, 20, ...): every frame once, end to end, no
+    silence for the jumps (it used to try to allocate 291 TiB); talk_time reads it too."""
+    frames = [(1 + k, 20 * k, PCMU[160 * k:160 * (k + 1)]) for k in range(20)]
+    frames += [(21 + k, 10**15, PCMU[160 * (20 + k):160 * (21 + k)]) for k in range(10)]
+    frames += [(10**12 + k, 20 * k, PCMU[160 * (30 + k):160 * (31 + k)]) for k in range(10)]
+    _, session = stream_session(frames)
+    np.testing.assert_array_equal(session.audio(CCID).samples, codecs.ulaw_decode(PCMU[:160 * 40]))
+    summary = tnb.quality.talk_time(session, CCID).summary
+    assert summary["duration_s"].tolist() == [0.8] and summary["talk_s"].sum() > 0
+
+
+def test_a_stream_gap_gets_no_more_silence_than_its_missing_chunks_explain():
+    """Chunk 3 lost while the timestamps claim an hour passed: one typical frame of silence. A
+    timestamp discontinuity elsewhere leaves the millisecond unit, so a lost 40 ms chunk after it
+    is still 40 ms. One huge chunk does not make each missing chunk longer."""
+    frames = [(1, 0, PCMU[:160]), (2, 20, PCMU[160:320]), (4, 3_600_000, PCMU[480:640])]
+    assert len(stream_session(frames)[1].audio(CCID)) == 4 * 160
+    ms = [20, 20, 20, 40] + [20] * 6       # chunk 2 stamped far ahead, chunk 4 (40 ms) lost
+    starts = np.concatenate(([0], np.cumsum(ms)[:-1]))
+    frames = [(k + 1, int(s) + (10**9 if k == 1 else 0), PCMU[8 * s:8 * (s + m)])
+              for k, (s, m) in enumerate(zip(starts, ms, strict=True)) if k != 3]
+    assert len(stream_session(frames)[1].audio(CCID)) == 8 * sum(ms)
+    huge = bytes(PCMU[:160]) * 1000       # one 20 s chunk; then 1996 chunks lost, "1 s" each by timestamp
+    frames = [(1, 0, PCMU[:160]), (2, 20, huge), (3, 20_020, PCMU[:160]), (2_000, 20_040 + 1_996_000, PCMU[:160])]
+    assert len(stream_session(frames)[1].audio(CCID)) == 160 * 1_002 + 1_996 * 160 + 160
+
+
+def test_assemble_by_number_adds_no_silence_for_a_restart_or_a_wild_number():
+    pcmu = codecs.get_codec("PCMU")
+    payload = PCMU[:640]
+    offsets, lengths = np.arange(0, 640, 160), np.full(4, 160)
+    restart = assemble(np.array([1, 2, 10**12, 10**12 + 1]), offsets, lengths, payload, pcmu)
+    np.testing.assert_array_equal(restart, codecs.ulaw_decode(payload))
+    wild = assemble(np.array([1, 2, 10**12, 3]), offsets, lengths, payload, pcmu)     # 10**12: a stray
+    np.testing.assert_array_equal(wild, codecs.ulaw_decode(PCMU[:320] + PCMU[480:640]))
 
 
 def test_a_stream_without_start_takes_its_rate_from_the_codec(tmp_path):
