@@ -14,8 +14,13 @@ are extra copies, ``reordered`` counts packets that arrive after one with a high
 recursion ``J += (|D| - J) / 16`` is exactly ``ewm(alpha=1/16, adjust=False)`` started from 0,
 so it runs vectorised. Media time is ``chunk × frame duration`` on a stream (Telnyx does not
 document the ``timestamp`` field's unit) and the unwrapped RTP timestamp over the clock rate
-on a fork (8 kHz when the payload type is unknown; RFC 4733 telephone events and comfort noise
-are counted but not timed).
+on a fork (RFC 4733 telephone events and comfort noise are counted but not timed). A fork's
+clock rate is that of the encoding of most of its audio packets: the receiver's decodable codecs,
+the dynamic types ``Receiver(payload_types=...)`` names, and RFC 3551's static types
+(:data:`STATIC_CLOCK_RATES`: PCMU, PCMA, G722 and G729 all 8000, as RFC 3551 says even of
+G722). A payload type of unknown clock (OPUS or AMR-WB on a dynamic type nobody named) gives
+``jitter_ms`` and ``mos`` NaN rather than a number computed at a guessed rate; the per-call
+worst (``by="call"``) skips those NaN.
 
 **Loss bursts** (``loss_burst_1`` … ``loss_burst_9``, ``loss_burst_10plus``): the lost packets
 A.1 counts, grouped into runs of consecutive numbers, counted by run length as VoIPmonitor's ten
@@ -62,8 +67,11 @@ either decoding, which is why white noise is never decided, correctly or not.
    ``MISMATCH_MARGIN`` (0.08): the other law explains the bytes clearly better; with fewer
    than ``MISMATCH_MIN_BLOCKS`` (10) signal blocks it is False (undecided);
 4. the decision is final after that second of signal, or after ``MISMATCH_GIVE_UP_BLOCKS``
-   (3,000: one minute) loud blocks without it (noise: False unless 10 signal blocks decide), so
-   a long noisy recording is not read to its end; silence costs little and is scanned past.
+   (3,000: one minute) loud blocks without it (noise: False unless 10 signal blocks decide), or
+   after ``MISMATCH_SCAN_BLOCKS`` (15,000: five minutes) blocks of any loudness, so neither a long
+   noisy nor a long quiet recording is read to its end: a track is decided on its first second of
+   signal when that second comes within its first five minutes (or its first minute of loud
+   blocks), else it is False, undecided.
 
 Measured (cases in ``tests/test_codec_mismatch.py`` and ``tests/test_quality_truth.py``): the
 declared decoding has 0.17–0.24 more structure than the other on the sandbox's speech, 0.10–0.65
@@ -103,7 +111,11 @@ __all__ = ["sequence_stats", "quality", "loss_bursts", "reconcile", "codec_misma
            "LOSS_BURST_COLUMNS", "RECONCILE_COLUMNS", "latency", "talk_time", "TalkTime", "TrackPackets",
            "stream_tracks", "fork_sources", "jitter_series"]
 
-DEFAULT_CLOCK_RATE = 8000
+#: RTP clock rates (Hz) of RFC 3551's static audio payload types (section 6, table 4; G722's is
+#: 8000 there although it samples at 16 kHz). A fork row's own ``clock_rate`` (its encoding's, for
+#: the encodings the receiver decodes or was told by ``Receiver(payload_types=...)``) comes first.
+STATIC_CLOCK_RATES = {0: 8000, 3: 8000, 4: 8000, 5: 8000, 6: 16000, 7: 8000, 8: 8000, 9: 8000, 10: 44100,
+                      11: 44100, 12: 8000, 13: 8000, 14: 90000, 15: 8000, 16: 11025, 17: 22050, 18: 8000}
 #: Two frames arriving closer than this are bunched (``arrival_burst_*``).
 BURST_GAP_MS = 2.0
 #: ``loss_burst_1`` … ``loss_burst_9``, ``loss_burst_10plus``: lost runs of 1 … 9 and >= 10 packets.
@@ -134,7 +146,10 @@ Payload = Callable[[str, int], bytes | memoryview]
 
 def jitter_series(arrival_s: np.ndarray, media_s: np.ndarray) -> np.ndarray:
     """RFC 3550 (6.4.1, A.8) interarrival jitter (seconds) after each packet, packets in
-    arrival order: ``J += (|D| - J) / 16`` from J = 0, as ``ewm(alpha=1/16, adjust=False)``."""
+    arrival order: ``J += (|D| - J) / 16`` from J = 0, as ``ewm(alpha=1/16, adjust=False)``;
+    all NaN when a media time is NaN (a fork whose RTP clock rate is unknown)."""
+    if np.isnan(media_s).any():
+        return np.full(len(arrival_s), np.nan)
     if len(arrival_s) < 2:
         return np.zeros(len(arrival_s))
     d = np.abs(np.diff(arrival_s) - np.diff(media_s))
@@ -143,7 +158,7 @@ def jitter_series(arrival_s: np.ndarray, media_s: np.ndarray) -> np.ndarray:
 
 def _jitter(arrival_s: np.ndarray, media_s: np.ndarray) -> float:
     """RFC 3550 interarrival jitter (seconds) at the last packet, packets in arrival order."""
-    return float(jitter_series(arrival_s, media_s)[-1]) if len(arrival_s) >= 2 else 0.0
+    return float(jitter_series(arrival_s, media_s)[-1]) if len(arrival_s) else 0.0
 
 
 def _loss_runs(unique_sorted: np.ndarray) -> np.ndarray:
@@ -208,6 +223,7 @@ MISMATCH_MARGIN = 0.08
 MISMATCH_BLOCKS = 50
 MISMATCH_MIN_BLOCKS = 10
 MISMATCH_GIVE_UP_BLOCKS = 3000
+MISMATCH_SCAN_BLOCKS = 15_000
 #: Turning points among the moves of independent, identically distributed samples.
 _RANDOM_TURNS = 2 / 3
 _TABLES = {"PCMU": codecs.ulaw_decode(bytes(range(256))).astype(np.float32),
@@ -255,24 +271,28 @@ class _Scan:
     """The codec-mismatch evidence of one track so far: the structure of its first signal blocks
     in each decoding, and ``done``, how many of its packets were scanned (for _mismatch_of)."""
 
-    __slots__ = ("declared", "block", "done", "loud", "as_declared", "as_other", "lock")
+    __slots__ = ("declared", "block", "done", "loud", "examined", "as_declared", "as_other", "lock")
 
     def __init__(self, declared: str, block: int = MISMATCH_BLOCK) -> None:
-        self.declared, self.block, self.done, self.loud = declared, block, 0, 0
+        self.declared, self.block, self.done, self.loud, self.examined = declared, block, 0, 0, 0
         self.as_declared, self.as_other = np.zeros(0), np.zeros(0)
         self.lock = threading.Lock()
 
     @property
     def final(self) -> bool:
-        """One second of signal found, or MISMATCH_GIVE_UP_BLOCKS loud blocks scanned without it."""
-        return len(self.as_declared) >= MISMATCH_BLOCKS or self.loud >= MISMATCH_GIVE_UP_BLOCKS
+        """One second of signal found, or without it MISMATCH_GIVE_UP_BLOCKS loud blocks or
+        MISMATCH_SCAN_BLOCKS blocks of any loudness scanned."""
+        return (len(self.as_declared) >= MISMATCH_BLOCKS or self.loud >= MISMATCH_GIVE_UP_BLOCKS
+                or self.examined >= MISMATCH_SCAN_BLOCKS)
 
     def feed(self, rows: np.ndarray) -> None:
         """Scan the blocks after those already fed (uint8 rows, media order), in growing slices,
         until the decision is final."""
         start, step = 0, 100
+        rows = rows[:MISMATCH_SCAN_BLOCKS - self.examined]
         while start < len(rows) and not self.final:
             as_declared, as_other, loud_at = _signal_structure(rows[start:start + step], self.declared)
+            self.examined += len(rows[start:start + step])
             room = MISMATCH_GIVE_UP_BLOCKS - self.loud
             if len(loud_at) > room:                        # stop at the last loud block allowed
                 cut = loud_at[room - 1]
@@ -421,10 +441,19 @@ def fork_sources(rtp: pd.DataFrame) -> Iterator[TrackPackets]:
         ok = ext >= 0
         ts = g["rtp_timestamp"].to_numpy(np.int64)
         media_ts = np.concatenate(([0], np.cumsum((np.diff(ts) + (1 << 31)) % (1 << 32) - (1 << 31))))
-        rates = g["clock_rate"].dropna()
-        media_s = media_ts / (int(rates.iloc[0]) if len(rates) else DEFAULT_CLOCK_RATE)
         audio = ~g["encoding"].astype(object).map(is_non_audio).fillna(False).to_numpy(bool)
+        media_s = media_ts / _fork_clock_rate(g[audio])
         yield TrackPackets(key, g, ok, ext[ok], _ns(g["received_at"])[ok], media_s[ok], audio[ok])
+
+
+def _fork_clock_rate(audio: pd.DataFrame) -> float:
+    """The RTP clock rate (Hz) most of a fork source's audio rows run at: a row's ``clock_rate``,
+    else its static payload type's (:data:`STATIC_CLOCK_RATES`) when no encoding was mapped to it;
+    NaN when unknown (a dynamic type the receiver cannot name, as OPUS or AMR-WB usually are)."""
+    static = audio["payload_type"].map(STATIC_CLOCK_RATES).where(audio["encoding"].isna())
+    rates = audio["clock_rate"].astype("Float64").fillna(static.astype("Float64"))
+    common = rates.value_counts(dropna=False)
+    return float(common.index[0]) if len(common) and pd.notna(common.index[0]) else np.nan
 
 
 def _stream_rows(frames: pd.DataFrame, payload: Payload | None) -> list[dict]:
@@ -506,9 +535,10 @@ def quality(frames: pd.DataFrame, rtp: pd.DataFrame, *, by: str | None = None,
       "inbound"/"outbound" on both (a fork's rx is inbound, tx outbound); ``target`` "rx"/"tx"
       on fork rows, null on stream rows;
     * ``packets``, ``expected``, ``lost``, ``loss_pct``, ``duplicates``, ``reordered`` (RFC 3550
-      A.1), ``max_gap_ms`` (largest gap between arrivals), ``jitter_ms`` (RFC 3550), ``mos``
-      (E-model), ``codec_mismatch`` (bool), ``discarded`` (packets or chunks A.1 rejects as
-      unconfirmed jumps; in no other count), ``loss_burst_1`` … ``loss_burst_10plus`` (lost runs by
+      A.1), ``max_gap_ms`` (largest gap between arrivals), ``jitter_ms`` (RFC 3550; NaN on a fork
+      whose payload type's RTP clock rate is unknown), ``mos`` (E-model; NaN with the jitter),
+      ``codec_mismatch`` (bool), ``discarded`` (packets or chunks A.1 rejects as unconfirmed
+      jumps; in no other count), ``loss_burst_1`` … ``loss_burst_10plus`` (lost runs by
       length), ``arrival_burst_pct`` and ``arrival_burst_max`` (frames arriving bunched).
 
     Label columns are ``category`` with string categories; counts int64; the rest float64/bool.
@@ -633,7 +663,48 @@ def _edges_before(rx_or_session: Any) -> dict[tuple[str, str], int | None]:
     return out
 
 
-def _explain(row: dict, has_hangup: bool, telephone_events: int) -> str:
+#: A stream or fork that starts this close after the answer, or stops this close before the
+#: hang-up, covers the call to that end: Telnyx sends the stop webhooks of a hang-up just before
+#: call.hangup, and a stream asked for at dial starts with the answer (ns; 5 frames).
+COVERAGE_TOLERANCE_NS = 100_000_000
+#: The webhooks that start and stop each kind of source quality() rows come from.
+_SOURCE_EVENTS = {"stream": ("streaming.started", "streaming.stopped"),
+                  "fork": ("call.fork.started", "call.fork.stopped")}
+
+
+def _partial_coverage(events: pd.DataFrame, ccid: str, sources: str | None) -> list[str]:
+    """How the call's stream or fork (``sources`` as in reconcile()) covered less than the call,
+    from its webhooks' times (``occurred_at``, Telnyx's clock; ``received_at`` if one lacks it):
+    started after ``call.answered``, stopped and restarted, stopped before ``call.hangup`` (by
+    more than ``COVERAGE_TOLERANCE_NS``). Empty when it covered the whole call or the webhooks do
+    not tell."""
+    if not sources or events.empty:
+        return []
+    mine = events[events["call_control_id"].astype(object) == ccid]
+    at = mine["occurred_at"] if mine["occurred_at"].notna().all() else mine["received_at"]
+    times = pd.Series(_ns(at), index=mine.index)
+    kinds = mine["event_type"].astype(object)
+
+    def when(kind: str) -> np.ndarray:
+        return np.sort(times[kinds == kind].to_numpy())
+
+    answered, hangup = when("call.answered"), when("call.hangup")
+    notes = []
+    for source in sources.split("+"):
+        start_type, stop_type = _SOURCE_EVENTS[source]
+        starts, stops = when(start_type), when(stop_type)
+        if len(starts) and len(answered) and starts[0] > answered[0] + COVERAGE_TOLERANCE_NS:
+            notes.append(f"the {source} started {(starts[0] - answered[0]) / 1e9:.3f} s after the answer")
+        for stop in stops:
+            later = starts[starts > stop]
+            if len(later):
+                notes.append(f"the {source} stopped for {(later[0] - stop) / 1e9:.3f} s")
+            elif len(hangup) and stop < hangup[-1] - COVERAGE_TOLERANCE_NS:
+                notes.append(f"the {source} stopped {(hangup[-1] - stop) / 1e9:.3f} s before the hang-up")
+    return notes
+
+
+def _explain(row: dict, has_hangup: bool, telephone_events: int, coverage: list[str]) -> str:
     if not has_hangup:
         return "no call.hangup yet: Telnyx sends call_quality_stats when the call ends"
     if row["telnyx_packet_count"] is None and row["telnyx_skip_packet_count"] is None:
@@ -648,6 +719,8 @@ def _explain(row: dict, has_hangup: bool, telephone_events: int) -> str:
     before, after = row["edges_before"], row["edges_after"]
     if packets_diff == 0 and lost_diff == 0:
         notes.append("counts agree")
+    partial = (f"the {row['sources'].replace('+', ' and the ')} covered only part of the call ({', '.join(coverage)}) "
+               "and Telnyx's counts cover the whole call leg")
     split = (f"{before} before our first packet and {after} after our last" if before is not None
              else "before our first packet or after our last")
     if lost_diff is not None and lost_diff > 0:
@@ -658,8 +731,9 @@ def _explain(row: dict, has_hangup: bool, telephone_events: int) -> str:
             if edges is None or packets_diff is None:
                 why = "Telnyx's counts are incomplete"
             elif packets_diff:
+                unseen = partial if coverage else "lost on the way or after the receiver stopped"
                 why = (f"{edges} packets lie outside our first..last and {packets_diff} that Telnyx counts as sent "
-                       "were not received (lost on the way or after the receiver stopped): which is which is unknown")
+                       f"were not received ({unseen}): which is which is unknown")
             elif after is not None and after < 0:
                 why = (f"the numbering puts {before} packets before our first, more than the {edges} outside our "
                        "first..last that Telnyx's counts leave room for")
@@ -669,7 +743,9 @@ def _explain(row: dict, has_hangup: bool, telephone_events: int) -> str:
     elif lost_diff is not None and lost_diff < 0:
         notes.append(f"we count {-lost_diff} more lost: gaps in the numbering Telnyx does not count as skipped "
                      "(lost after it sent them, or a stream's chunk jumping over frames never generated)")
-    if packets_diff is not None and packets_diff > 0:
+    if packets_diff is not None and packets_diff > 0 and coverage:
+        notes.append(f"Telnyx counts {packets_diff} more than were received: {partial}, so they are not comparable")
+    elif packets_diff is not None and packets_diff > 0:
         notes.append(f"Telnyx sent {packets_diff} more than were received: lost on the way, or arriving after "
                      "the receiver stopped")
     elif packets_diff is not None and packets_diff < 0:
@@ -709,7 +785,12 @@ def reconcile(rx_or_session: Any) -> pd.DataFrame:
     positive ``lost_diff`` is explained as edges only when every packet Telnyx counts as sent was
     received (``packets_diff`` 0) and the edges after our last are not negative (the numbering
     puts no more before our first than Telnyx counts in all); otherwise the explanation says it
-    is unexplained, and why. Calls appear once they have quality() rows or a ``call.hangup``;
+    is unexplained, and why. When the call's webhooks show that its stream or fork covered only
+    part of the call (``streaming.started`` / ``call.fork.started`` after ``call.answered``, a stop
+    before ``call.hangup`` or a stop and restart, by ``occurred_at``), Telnyx's counts of the whole
+    leg are not comparable with ours and the explanation says so, with the times, instead of
+    "lost on the way"; that is said only when no webhook shows partial coverage (the whole call,
+    or webhooks that do not tell). Calls appear once they have quality() rows or a ``call.hangup``;
     without a hangup yet the Telnyx columns are null.
     """
     table = _quality_of(rx_or_session)
@@ -750,7 +831,8 @@ def reconcile(rx_or_session: Any) -> pd.DataFrame:
                             + row["telnyx_skip_packet_count"] - int(part["expected"].sum()))
             row["edges_before"] = heads.get((ccid, direction)) if row["edges"] is not None else None
             row["edges_after"] = (None if row["edges_before"] is None else row["edges"] - row["edges_before"])
-            row["explanation"] = _explain(row, ccid in hangups, telephone_events)
+            row["explanation"] = _explain(row, ccid in hangups, telephone_events,
+                                          _partial_coverage(events, ccid, sources) if ccid in hangups else [])
             rows.append(row)
     df = pd.DataFrame(rows, columns=RECONCILE_COLUMNS)
     for col in ("call_control_id", "direction", "sources"):

@@ -102,3 +102,143 @@ def test_quality_of_empty_tables_has_the_columns():
     store = Store()
     df = q.quality(store.table("frames"), store.table("rtp"))
     assert list(df.columns) == q.COLUMNS and df.empty
+
+
+# -- the fork's RTP clock rate: the payload type's, else NaN ------------------------------------------
+
+def fork_row(payload_type, step, payload_types=None, n=100):
+    """quality()'s row for one forked source of ``n`` packets of ``payload_type`` arriving
+    exactly 20 ms apart, the RTP timestamp advancing ``step`` per packet."""
+    from telnyx_nb.session import StoreSession
+    from telnyx_nb.wire import rtp
+
+    store = Store(payload_types=payload_types)
+    for k in range(n):
+        packet = rtp.build_rtp(rtp.RtpPacket(payload_type, 1000 + k, 5000 + step * k, 42, bytes(80)))
+        store.add_packet("rx", rtp.parse_fork_packet(packet), 1_700_000_000_000_000_000 + 20_000_000 * k)
+    return StoreSession(store).quality().iloc[0]
+
+
+@pytest.mark.parametrize("payload_type, step, payload_types", [
+    (0, 160, None), (8, 160, None),
+    (9, 160, None),                        # G722: an 8000 Hz RTP clock (RFC 3551), though it samples at 16 kHz
+    (18, 160, None),                       # G729
+    (96, 320, {96: "L16"}),                # a dynamic type the receiver was told: L16 at 16 kHz
+])
+def test_fork_jitter_runs_on_the_payload_types_clock(payload_type, step, payload_types):
+    row = fork_row(payload_type, step, payload_types)
+    assert row["jitter_ms"] == 0.0 and row["mos"] == pytest.approx(mos(0.0, 0.0))
+
+
+@pytest.mark.parametrize("payload_type, step", [(111, 960), (112, 320), (96, 320)],
+                         ids=["OPUS-48k", "AMR-WB-16k", "unnamed-96"])
+def test_fork_jitter_of_an_unknown_clock_is_nan_not_a_guess(payload_type, step):
+    row = fork_row(payload_type, step)
+    assert np.isnan(row["jitter_ms"]) and np.isnan(row["mos"])
+    assert (row["packets"], row["expected"], row["lost"]) == (100, 100, 0)      # counting needs no clock
+
+
+def test_a_call_summary_skips_a_fork_of_unknown_clock():
+    from telnyx_nb.session import StoreSession
+    from telnyx_nb.wire import rtp
+
+    store = Store()
+    for ssrc, payload_type, step in ((1, 0, 160), (2, 111, 960)):
+        for k in range(50):
+            packet = rtp.build_rtp(rtp.RtpPacket(payload_type, k, step * k, ssrc, bytes(80)))
+            store.add_packet("rx", rtp.parse_fork_packet(packet), 10**18 + 20_000_000 * k + (3_000_000 if k % 2 else 0))
+    rows = StoreSession(store).quality()
+    known = rows[rows["ssrc"] == 1].iloc[0]
+    assert known["jitter_ms"] > 0 and np.isnan(rows[rows["ssrc"] == 2].iloc[0]["jitter_ms"])
+    summary = q._by_call(rows).iloc[0]
+    assert summary["jitter_ms"] == known["jitter_ms"] and summary["mos"] == known["mos"]
+
+
+# -- the codec-mismatch scan is bounded on quiet calls too -------------------------------------------
+
+def test_a_quiet_call_is_scanned_for_five_minutes_not_to_its_end():
+    from telnyx_nb.sandbox.scenarios import get_scenario
+    from telnyx_nb.wire import codecs
+
+    rng = np.random.default_rng(5)
+    speech = get_scenario("support_call").pcm(8000)["inbound"]
+
+    def hiss(seconds):               # comfort-noise-level: never loud, so only the block bound stops the scan
+        return np.round(rng.normal(0, 20, int(seconds * 8000))).astype(np.int16)
+
+    quiet = codecs.ulaw_encode(hiss(400))
+    scan = q._Scan("PCMU")
+    scan.feed(np.frombuffer(quiet, np.uint8).reshape(-1, 160))
+    assert scan.final and scan.examined == q.MISMATCH_SCAN_BLOCKS == 15_000 and scan.loud == 0
+    assert q.codec_mismatch(quiet, "PCMU") == (False, 0)
+    # mislabelled speech after four quiet minutes is still decided on its first second; after six, not
+    four = codecs.alaw_encode(np.concatenate((hiss(240), speech)))
+    assert q.codec_mismatch(four, "PCMU") == (True, q.MISMATCH_BLOCKS)
+    six = codecs.alaw_encode(np.concatenate((hiss(360), speech)))
+    assert q.codec_mismatch(six, "PCMU") == (False, 0)
+
+
+# -- reconcile(): a stream or fork that covered only part of the call --------------------------------
+
+T0 = 1_700_000_000_000_000_000
+
+
+def iso(seconds):
+    return (np.datetime64(T0, "ns") + np.timedelta64(int(seconds * 1e9), "ns")).astype(str)[:26] + "Z"
+
+
+def reconciled_call(source, timeline, packet_count=250, received=75):
+    """reconcile()'s inbound row for a call whose ``source`` ("stream" or "fork") delivered
+    ``received`` packets, none lost, with webhooks (event type, seconds after T0) ``timeline``
+    and a call.hangup whose inbound call_quality_stats count ``packet_count`` packets."""
+    from telnyx_nb.session import StoreSession
+    from telnyx_nb.wire import media, rtp, webhooks
+
+    store = Store()
+    if source == "stream":
+        info = store.start_stream(media.Start("s-p", 1, "v3:p", media.MediaFormat("PCMU", 8000)), T0, T0, True)
+        for k in range(received):
+            store.add_frame(info, "inbound", k + 2, k + 1, 20 * k, bytes(160), T0 + 20_000_000 * k)
+    else:
+        store.claim_fork("v3:p")
+        for k in range(received):
+            packet = rtp.build_rtp(rtp.RtpPacket(0, 500 + k, 160 * k, 7, bytes(160)))
+            store.add_packet("rx", rtp.parse_fork_packet(packet), T0 + 20_000_000 * k)
+    stats = {"inbound": {"packet_count": str(packet_count), "skip_packet_count": "0"}}
+    for n, (event_type, at) in enumerate(timeline):
+        payload = {"call_control_id": "v3:p", **({"call_quality_stats": stats} if event_type == "call.hangup" else {})}
+        store.add_event(webhooks.WebhookEvent(event_type, f"e-{n}", iso(at), payload), True, T0 + int(at * 1e9))
+    table = q.reconcile(StoreSession(store))
+    return table[table["direction"] == "inbound"].iloc[0]
+
+
+def test_reconcile_says_a_stream_that_stopped_early_covered_part_of_the_call():
+    # the probe's shape: 5 s call leg (250 packets), the stream ran 1.5 s of it, nothing lost
+    row = reconciled_call("stream", [("call.answered", 0), ("streaming.started", 0.5), ("streaming.stopped", 2.0),
+                                     ("call.hangup", 5.0)])
+    assert (row["packets"], row["lost"], row["packets_diff"]) == (75, 0, 175)
+    text = row["explanation"]
+    assert "the stream covered only part of the call" in text and "cover the whole call leg" in text
+    assert "started 0.500 s after the answer" in text and "stopped 3.000 s before the hang-up" in text
+    assert "lost on the way" not in text
+
+
+def test_reconcile_says_a_fork_started_late_covered_part_of_the_call():
+    row = reconciled_call("fork", [("call.answered", 0), ("call.fork.started", 3.5), ("call.hangup", 5.0)])
+    assert row["sources"] == "fork" and row["packets_diff"] == 175
+    assert "the fork covered only part of the call (the fork started 3.500 s after the answer)" in row["explanation"]
+    assert "lost on the way" not in row["explanation"]
+    paused = reconciled_call("fork", [("call.answered", 0), ("call.fork.started", 0), ("call.fork.stopped", 1),
+                                      ("call.fork.started", 4.5), ("call.hangup", 5.0)])
+    assert "the fork stopped for 3.500 s" in paused["explanation"] and "lost on the way" not in paused["explanation"]
+
+
+@pytest.mark.parametrize("source, timeline", [
+    ("stream", [("call.answered", 0), ("streaming.started", 0), ("call.hangup", 5.0)]),
+    ("stream", [("call.answered", 0), ("streaming.started", 0), ("call.hangup", 5.0), ("streaming.stopped", 5.0)]),
+    ("fork", [("call.answered", 0), ("call.fork.started", 0), ("call.hangup", 5.0)]),
+], ids=["stream-no-stop", "stream-stopped-by-hangup", "fork"])
+def test_reconcile_says_lost_on_the_way_only_when_the_whole_call_was_covered(source, timeline):
+    row = reconciled_call(source, timeline)
+    assert row["packets_diff"] == 175
+    assert "lost on the way" in row["explanation"] and "covered only part" not in row["explanation"]
