@@ -75,7 +75,8 @@ class _Progress:
         if self.rx is not None:
             health = self.rx.health()
             self.bar.set_postfix_str(f"webhooks {health['webhooks']} media {health['ws_messages']} "
-                                     f"rtp {health['udp_packets']} errors {health['errors']}")
+                                     f"rtp {health['udp_packets']} errors {health['errors']}",
+                                     refresh=False)    # drawn by the redraw thread and each step
 
     def wait(self, seconds: float, until: Callable[[], bool] | None = None) -> None:
         """Sleep ``seconds`` (or until ``until()``), refreshing the counters four times a second."""
