@@ -18,6 +18,8 @@ from telnyx_nb.wire import media
 
 __all__ = ["Outbound"]
 
+_CLOSED = "the media stream has closed: Telnyx ended it (hang-up, streaming_stop, or a fork that replaced it)"
+
 
 class Outbound:
     """The send queue of one media WebSocket (``ws`` has an awaitable ``send_str``)."""
@@ -30,14 +32,12 @@ class Outbound:
     async def _send(self, frame: media.AppFrame) -> None:
         """Write one frame; StreamNotOpenError once the socket is closing or closed (Telnyx ends
         a stream on hang-up, ``streaming_stop``, or a fork replacing it)."""
-        closed = StreamNotOpenError("the media stream has closed: Telnyx ended it (hang-up, streaming_stop, "
-                                    "or a fork that replaced it)")
         if self._ws.closed:
-            raise closed
+            raise StreamNotOpenError(_CLOSED)
         try:
             await self._ws.send_str(media.dumps(frame))
         except ConnectionResetError as exc:
-            raise closed from exc
+            raise StreamNotOpenError(_CLOSED) from exc
 
     async def send(self, frames: Sequence[media.AppFrame], *, paced: bool,
                    on_last: Callable[[int], None] | None = None) -> None:
