@@ -45,15 +45,23 @@ bytes labelled PCMU or µ-law bytes labelled PCMA, which decode to loud static. 
 a sample's sign in bit 7 and code its magnitude as a 7-bit level index that rises with the
 magnitude, but µ-law inverts every bit and A-law every other, so reading one law's byte as the
 other keeps the sign and turns level index ``m`` into ``m XOR 0x2A``: a bijection that scrambles
-the order of levels (segments swap, steps within a segment zigzag). The decision asks which
-order of the bytes' levels shows the signal's serial structure, with the turning-point test of
-randomness: in each decoding, count the turning points (a step up followed by a step down or the
-reverse, equal neighbours skipped) among the moves between consecutive samples. The count does
-not change under any increasing map, so the correct decoding keeps exactly the turning points
-of the quantised signal at any level (no step size or loudness enters), while the scrambled one
-moves them towards independent samples' rate of 2/3 of the moves. The *structure* of a block in
-one decoding is ``|turning-point fraction − 2/3|``; independent (white) samples have none in
-either decoding, which is why white noise is never decided, correctly or not.
+the order of levels (segments swap, steps within a segment zigzag). Two views of each block
+ask which law's order of levels makes the bytes a smoother signal, and both must agree:
+
+* *turning points*, the turning-point test of randomness: the turning points (a step up followed
+  by a step down or the reverse, equal neighbours skipped) among the moves between consecutive
+  samples, as a fraction ``t`` of the moves. It does not change under any increasing map, so the
+  correct decoding keeps exactly the turning points of the quantised signal at any level (no step
+  size or loudness enters); independent samples turn at 2/3 of the moves. The block's
+  *smoothness* evidence is ``(2/3 − t_other) − |t_declared − 2/3|``: how much smoother than random
+  the other law's decoding is, beyond the declared one's distance from random in either
+  direction. Only turning less than random counts for the other law: a scrambled decoding can
+  turn *more* than random (a clipped tone's other decoding overshoots at every edge), and a
+  bright tone's correct decoding turns about as often as random samples;
+* *step size*, in the law's levels (the byte order by decoded value, 256 levels): the log of the
+  mean step between consecutive samples as declared minus that as the other law. Scrambling
+  turns small steps into large ones (a step across a segment boundary becomes a jump of two
+  segments), so the wrong decoding takes larger steps.
 
 1. blocks: each first copy's first 160 bytes (20 ms at 8 kHz), in arrival order;
 2. a block is *loud* when both decodings have a standard deviation above ``MISMATCH_RMS``
@@ -63,9 +71,9 @@ either decoding, which is why white noise is never decided, correctly or not.
    under about 1.2 kHz, as voiced speech and tones below that; white noise is about 0.5, and a
    signal sampled a few times per period turns at most samples whatever the order of levels);
 3. over the first ``MISMATCH_BLOCKS`` (50: one second) signal blocks, mismatch when the median
-   of (structure decoded as the other law − structure decoded as declared) exceeds
-   ``MISMATCH_MARGIN`` (0.08): the other law explains the bytes clearly better; with fewer
-   than ``MISMATCH_MIN_BLOCKS`` (10) signal blocks it is False (undecided);
+   smoothness exceeds ``MISMATCH_MARGIN`` (0.08) and the median step evidence exceeds
+   ``log(MISMATCH_STEP_RATIO)`` (1.25: steps a quarter larger as declared); with fewer than
+   ``MISMATCH_MIN_BLOCKS`` (10) signal blocks it is False (undecided);
 4. the decision is final after that second of signal, or after ``MISMATCH_GIVE_UP_BLOCKS``
    (3,000: one minute) loud blocks without it (noise: False unless 10 signal blocks decide), or
    after ``MISMATCH_SCAN_BLOCKS`` (15,000: five minutes) blocks of any loudness, so neither a long
@@ -73,24 +81,28 @@ either decoding, which is why white noise is never decided, correctly or not.
    signal when that second comes within its first five minutes (or its first minute of loud
    blocks), else it is False, undecided.
 
-Measured (cases in ``tests/test_codec_mismatch.py`` and ``tests/test_quality_truth.py``): the
-declared decoding has 0.17–0.24 more structure than the other on the sandbox's speech, 0.10–0.65
-on sawtooth, triangle and 11-harmonic tones of 100–400 Hz at peaks from 200 (where the G.711
-step is a large part of the signal, and the prediction-gain test this replaces raised false
-alarms) to 20,000, 0.15–0.65 on tones of 50–700 Hz, 0.05–0.17 on low-passed noise; so a
-mislabelled track of those is caught (noise and tones near 1 kHz at moderate levels not always:
-0 to 0.37 there), mislabelled speech within 0.26–0.46 s of its start. Tones from 1.2 kHz up,
-white noise and silence give no signal blocks, square waves no difference: undecided, False.
-300 seeded random signals (low-passed noise, 2–5 tones up to 3.9 kHz, modulated tones, speech in
-white noise from -5 to 20 dB SNR; peaks 150–32,000) raise no false alarm; 115 are caught when
-mislabelled, the rest undecided. L16 and codecs other than G.711 are never flagged;
-without payloads (``quality(frames, rtp)`` alone) the column is all False. A session remembers
-each track's scan (keyed by the session and the track's stream id or SSRC and first arrival),
-so a live session polled every second scans each block once and stops once decided.
+For any bytes the two labels get opposite evidence, so the detector is a choice between a signal
+and its scrambled copy; the thresholds were chosen on one set of signals and checked on another
+drawn apart (``tests/test_codec_mismatch.py``). Measured: no false alarm on the sandbox's
+speech, pure tones of 50–3,900 Hz, DTMF and call-progress tones, sweeps, square waves, white and
+low-passed noise, sawtooth, triangle and 11-harmonic tones of 100–400 Hz at peaks 200–20,000,
+harmonics at 1/√k of 100–1,000 Hz and sines of 100–1,000 Hz overdriven 1.5–10× and clipped at
+700–30,000 (the turning-point view alone, used before, raised 98 false alarms on those 760), 300 seeded random
+signals, and 400 drawn apart (harmonic series of random decay and phase, chords, speech, sines,
+pulse trains, 60 % of them clipped); so a mislabelled track of those is caught (speech within
+0.26–0.46 s of its start; 249 of the 400 and 182 of the 760, the rest undecided), except where
+the evidence is weak: tones from 1.2 kHz up, white noise and silence give no signal blocks,
+square waves no difference, and tones of 697 Hz and up near full scale take their steps across
+zero between the top segments, which the step view cannot judge: undecided, False. L16 and codecs
+other than G.711 are never flagged; without payloads (``quality(frames, rtp)`` alone) the
+column is all False. A session remembers each track's scan (keyed by the session and the track's
+stream id or SSRC and first arrival), so a live session polled every second scans each block once
+and stops once decided.
 """
 
 from __future__ import annotations
 
+import itertools
 import threading
 import weakref
 from collections.abc import Callable, Iterator, Mapping
@@ -133,8 +145,8 @@ CALL_COLUMNS = [
     "arrival_burst_max",
 ]
 _LABELS = ("source", "stream_id", "call_control_id", "track", "direction", "target")
-_COUNTS = ("packets", "expected", "lost", "duplicates", "reordered", "discarded", *LOSS_BURST_COLUMNS,
-           "arrival_burst_max")
+_COUNTS = ("streams", "ssrcs", "packets", "expected", "lost", "duplicates", "reordered", "discarded",
+           *LOSS_BURST_COLUMNS, "arrival_burst_max")
 _FLOATS = ("loss_pct", "max_gap_ms", "jitter_ms", "mos", "arrival_burst_pct")
 _DIRECTION = {"inbound": "inbound", "outbound": "outbound", "rx": "inbound", "tx": "outbound"}
 
@@ -220,6 +232,7 @@ MISMATCH_BLOCK = 160
 MISMATCH_RMS = 100.0
 MISMATCH_ZCR = 0.3
 MISMATCH_MARGIN = 0.08
+MISMATCH_STEP_RATIO = 1.25
 MISMATCH_BLOCKS = 50
 MISMATCH_MIN_BLOCKS = 10
 MISMATCH_GIVE_UP_BLOCKS = 3000
@@ -250,39 +263,43 @@ def _turning_fraction(levels: np.ndarray) -> np.ndarray:
     return turns / np.maximum(np.count_nonzero(moves, axis=1) - 1, 1)
 
 
-def _structure(data: np.ndarray, law: str) -> np.ndarray:
-    """Serial structure of each row of G.711 bytes read as ``law``: how far its turning-point
-    fraction is from independent samples' 2/3."""
-    return np.abs(_turning_fraction(np.take(_LEVELS[law], data)) - _RANDOM_TURNS)
+def _log_step(levels: np.ndarray) -> np.ndarray:
+    """Log of each row's mean step between consecutive samples, in levels of the law."""
+    return np.log(np.abs(np.diff(levels.astype(np.int32), axis=1)).mean(axis=1))
 
 
-def _signal_structure(data: np.ndarray, declared: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Structure (as declared, as the other law) of the signal blocks among ``data`` (uint8
-    rows), and the positions in ``data`` of its loud blocks (signal or not), in order."""
+def _evidence(data: np.ndarray, declared: str) -> tuple[np.ndarray, np.ndarray]:
+    """The evidence of each signal block among ``data`` (uint8 rows): rows of (smoothness, log
+    mean step as declared − as the other law), both > 0 when the other law explains the block
+    better (see the module docstring); and the positions in ``data`` of its loud blocks (signal
+    or not), in order."""
     varying = np.flatnonzero(data.min(axis=1) != data.max(axis=1))   # a constant block is silence (or DC)
     x, y = np.take(_TABLES[declared], data[varying]), np.take(_TABLES[_OTHER[declared]], data[varying])
     loud = (x.std(axis=1) > MISMATCH_RMS) & (y.std(axis=1) > MISMATCH_RMS)
     rows, loud_at = data[varying[loud]], varying[loud]
     signal = rows[np.count_nonzero(np.diff(rows >> 7, axis=1), axis=1) < MISMATCH_ZCR * (rows.shape[1] - 1)]
-    return _structure(signal, declared), _structure(signal, _OTHER[declared]), loud_at
+    as_declared, as_other = np.take(_LEVELS[declared], signal), np.take(_LEVELS[_OTHER[declared]], signal)
+    smoothness = (_RANDOM_TURNS - _turning_fraction(as_other)) - np.abs(_turning_fraction(as_declared) - _RANDOM_TURNS)
+    evidence = np.column_stack((smoothness, _log_step(as_declared) - _log_step(as_other)))
+    return evidence, loud_at
 
 
 class _Scan:
-    """The codec-mismatch evidence of one track so far: the structure of its first signal blocks
-    in each decoding, and ``done``, how many of its packets were scanned (for _mismatch_of)."""
+    """The codec-mismatch evidence of one track so far: that of its first signal blocks
+    (:func:`_evidence`), and ``done``, how many of its packets were scanned (for _mismatch_of)."""
 
-    __slots__ = ("declared", "block", "done", "loud", "examined", "as_declared", "as_other", "lock")
+    __slots__ = ("declared", "block", "done", "loud", "examined", "evidence", "lock")
 
     def __init__(self, declared: str, block: int = MISMATCH_BLOCK) -> None:
         self.declared, self.block, self.done, self.loud, self.examined = declared, block, 0, 0, 0
-        self.as_declared, self.as_other = np.zeros(0), np.zeros(0)
+        self.evidence = np.zeros((0, 2))
         self.lock = threading.Lock()
 
     @property
     def final(self) -> bool:
         """One second of signal found, or without it MISMATCH_GIVE_UP_BLOCKS loud blocks or
         MISMATCH_SCAN_BLOCKS blocks of any loudness scanned."""
-        return (len(self.as_declared) >= MISMATCH_BLOCKS or self.loud >= MISMATCH_GIVE_UP_BLOCKS
+        return (len(self.evidence) >= MISMATCH_BLOCKS or self.loud >= MISMATCH_GIVE_UP_BLOCKS
                 or self.examined >= MISMATCH_SCAN_BLOCKS)
 
     def feed(self, rows: np.ndarray) -> None:
@@ -291,23 +308,24 @@ class _Scan:
         start, step = 0, 100
         rows = rows[:MISMATCH_SCAN_BLOCKS - self.examined]
         while start < len(rows) and not self.final:
-            as_declared, as_other, loud_at = _signal_structure(rows[start:start + step], self.declared)
+            evidence, loud_at = _evidence(rows[start:start + step], self.declared)
             self.examined += len(rows[start:start + step])
             room = MISMATCH_GIVE_UP_BLOCKS - self.loud
             if len(loud_at) > room:                        # stop at the last loud block allowed
                 cut = loud_at[room - 1]
-                as_declared, as_other, _ = _signal_structure(rows[start:start + cut + 1], self.declared)
+                evidence, _ = _evidence(rows[start:start + cut + 1], self.declared)
                 loud_at = loud_at[:room]
             self.loud += len(loud_at)
-            self.as_declared = np.concatenate((self.as_declared, as_declared))[:MISMATCH_BLOCKS]
-            self.as_other = np.concatenate((self.as_other, as_other))[:MISMATCH_BLOCKS]
+            self.evidence = np.concatenate((self.evidence, evidence))[:MISMATCH_BLOCKS]
             start += step
             step = min(step * 4, 20_000)
 
     @property
     def mismatch(self) -> bool:
-        return (len(self.as_declared) >= MISMATCH_MIN_BLOCKS
-                and bool(np.median(self.as_other - self.as_declared) > MISMATCH_MARGIN))
+        if len(self.evidence) < MISMATCH_MIN_BLOCKS:
+            return False
+        smoothness, step = np.median(self.evidence, axis=0)
+        return bool(smoothness > MISMATCH_MARGIN and step > np.log(MISMATCH_STEP_RATIO))
 
 
 def codec_mismatch(payload: bytes | bytearray | memoryview, declared: str,
@@ -321,7 +339,7 @@ def codec_mismatch(payload: bytes | bytearray | memoryview, declared: str,
     data = np.frombuffer(payload, dtype=np.uint8)
     scan = _Scan(declared, block)
     scan.feed(data[: len(data) // block * block].reshape(-1, block))
-    return scan.mismatch, len(scan.as_declared)
+    return scan.mismatch, len(scan.evidence)
 
 
 def _mismatch_of(identity: tuple, declared: object, keys: np.ndarray, offsets: np.ndarray, sizes: np.ndarray,
@@ -345,7 +363,7 @@ def _mismatch_of(identity: tuple, declared: object, keys: np.ndarray, offsets: n
     with scan.lock:
         if scan.final or scan.block < MISMATCH_BLOCK // 2 or scan.done >= len(sizes):
             return scan.mismatch
-        buffers = {int(key): np.frombuffer(payload(kind, int(key)), dtype=np.uint8) for key in np.unique(keys)}
+        buffers = {key: np.frombuffer(payload(kind, key), dtype=np.uint8) for key in _distinct(keys)}
         step = 500
         while scan.done < len(sizes) and not scan.final:
             lo, hi = scan.done, min(scan.done + step, len(sizes))
@@ -359,6 +377,11 @@ def _mismatch_of(identity: tuple, declared: object, keys: np.ndarray, offsets: n
         return scan.mismatch
 
 
+def _distinct(keys: np.ndarray) -> list[int]:
+    """The distinct payload keys among ``keys`` (one, on a stream track: a track's frames share a file)."""
+    return [int(keys[0])] if len(keys) and keys.min() == keys.max() else np.unique(keys).tolist()
+
+
 def _gather(buffers: dict[int, np.ndarray], keys: np.ndarray, offsets: np.ndarray, sizes: np.ndarray,
             block: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The first ``block`` bytes of each packet as uint8 rows; which packets are that long, and
@@ -366,8 +389,8 @@ def _gather(buffers: dict[int, np.ndarray], keys: np.ndarray, offsets: np.ndarra
     rows = np.zeros((len(keys), block), dtype=np.uint8)
     usable = sizes >= block
     ready = np.ones(len(keys), dtype=bool)
-    for key in np.unique(keys):
-        buffer = buffers[int(key)]
+    for key in _distinct(keys):
+        buffer = buffers[key]
         mine = np.flatnonzero((keys == key) & usable)
         present = offsets[mine] + block <= len(buffer)
         ready[mine[~present]] = False
@@ -396,62 +419,110 @@ def _label(value: object) -> str | None:
     return None if value is None or (not isinstance(value, str) and pd.isna(value)) else str(value)
 
 
-def _frame_seconds(group: pd.DataFrame) -> float:
-    """Duration of the track's most common frame from its size and media format (else 20 ms)."""
+def _frame_seconds(frames: pd.DataFrame, at: np.ndarray) -> float:
+    """Duration of a track's most common frame (rows ``at``) from its size and media format (else 20 ms)."""
     try:
-        codec = codecs.get_codec(group["encoding"].iloc[0])
-        rate = int(group["sample_rate"].iloc[0])
+        codec = codecs.get_codec(frames["encoding"].iloc[at[0]])
+        rate = int(frames["sample_rate"].iloc[at[0]])
     except (codecs.UnsupportedCodecError, AttributeError, TypeError, ValueError):
         return media.FRAME_MS / 1000
-    size = int(np.bincount(group["n_bytes"].to_numpy(np.int64)).argmax())
+    size = int(np.bincount(frames["n_bytes"].to_numpy(np.int64)[at]).argmax())
     return size / codec.bytes_per_sample / rate
 
 
 @dataclass(frozen=True)
 class TrackPackets:
-    """One stream track (``key`` = (stream_id, track)) or forked RTP source ((target, ssrc)):
-    its rows ``group`` in arrival order, ``ok`` the rows kept (A.1 discards unconfirmed strays,
-    see ``extend_sequence``) and, for those, the extended numbers ``ext``, arrival times
-    ``arrival_ns`` (int64 ns), media times ``media_s`` (seconds: chunk × frame duration on a
-    stream, the unwrapped RTP timestamp over the clock rate on a fork) and ``timed``, the
-    packets jitter follows (a fork's audio, not its telephone events or comfort noise)."""
+    """One stream track (``key`` = (stream_id, track)) or forked RTP source ((target, ssrc)) of
+    ``table``: ``rows``, its rows' positions in arrival order; ``ok`` the rows kept (A.1 discards
+    unconfirmed strays, see ``extend_sequence``) and, for those, the extended numbers ``ext``,
+    arrival times ``arrival_ns`` (int64 ns), media times ``media_s`` (seconds: chunk × frame
+    duration on a stream, the unwrapped RTP timestamp over the clock rate on a fork) and
+    ``timed``, the packets jitter follows (a fork's audio, not its telephone events or comfort noise)."""
 
     key: tuple[Any, Any]
-    group: pd.DataFrame
+    table: pd.DataFrame
+    rows: np.ndarray
     ok: np.ndarray
     ext: np.ndarray
     arrival_ns: np.ndarray
     media_s: np.ndarray
     timed: np.ndarray
 
+    def first(self, column: str) -> Any:
+        """The value of ``column`` in the track's first row."""
+        return self.table[column].iloc[self.rows[0]]
+
+    def kept(self, column: str, dtype: Any = None) -> np.ndarray:
+        """``column`` (as numpy ``dtype``) on the rows kept, aligned with ``ext``."""
+        return self.table[column].to_numpy(dtype)[self.rows[self.ok]]
+
+
+def _codes(values: pd.Series) -> tuple[np.ndarray, Any]:
+    """(integer code per value, -1 for null; the values coded): a category column's own codes."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        return values.cat.codes.to_numpy(), values.cat.categories
+    return pd.factorize(values)
+
+
+#: Up to this many groups, _groups finds each one's rows by comparison (a pass over the codes
+#: per group) rather than by sorting the codes (a stable sort costs several passes).
+_SCAN_GROUPS = 4
+
+
+def _groups(table: pd.DataFrame, by: tuple[str, str]) -> list[tuple[tuple[Any, Any], np.ndarray]]:
+    """(key, positions) of each group of ``table``'s rows with both ``by`` values non-null, in
+    order of first appearance, positions in table order: ``groupby(by, sort=False, observed=True)``
+    without copying a column."""
+    (a, keys_a), (b, keys_b) = (_codes(table[col]) for col in by)
+    width = max(len(keys_b), 1)
+    code = np.where((a < 0) | (b < 0), -1, a.astype(np.int64) * width + b)
+    seen = np.zeros(len(keys_a) * width + 1, dtype=bool)
+    seen[code] = True                                       # -1 marks the extra last slot
+    present = np.flatnonzero(seen[:-1])
+    if len(present) <= _SCAN_GROUPS:
+        spans = [(int(k), np.flatnonzero(code == k)) for k in present]
+    else:
+        order = np.argsort(code, kind="stable")
+        ordered = code[order]
+        bounds = [0, *(np.flatnonzero(np.diff(ordered)) + 1).tolist(), len(order)]
+        spans = [(int(ordered[s]), order[s:e]) for s, e in itertools.pairwise(bounds) if ordered[s] >= 0]
+    spans.sort(key=lambda span: span[1][0])
+    return [((keys_a[k // width], keys_b[k % width]), at) for k, at in spans]
+
 
 def stream_tracks(frames: pd.DataFrame) -> Iterator[TrackPackets]:
     """:class:`TrackPackets` of each stream track of ``frames`` (a ``frames`` table)."""
-    for key, g in frames.groupby(["stream_id", "track"], sort=False, observed=True):
-        ext = extend_sequence(g["chunk"].to_numpy(np.int64), modulus=None)
+    chunk, arrival = frames["chunk"].to_numpy(np.int64), _ns(frames["received_at"])
+    for key, at in _groups(frames, ("stream_id", "track")):
+        ext = extend_sequence(chunk[at], modulus=None)
         ok = ext >= 0
-        yield TrackPackets(key, g, ok, ext[ok], _ns(g["received_at"])[ok], ext[ok] * _frame_seconds(g),
+        yield TrackPackets(key, frames, at, ok, ext[ok], arrival[at][ok], ext[ok] * _frame_seconds(frames, at),
                            np.ones(int(ok.sum()), dtype=bool))
 
 
 def fork_sources(rtp: pd.DataFrame) -> Iterator[TrackPackets]:
     """:class:`TrackPackets` of each forked RTP source of ``rtp`` (an ``rtp`` table)."""
-    for key, g in rtp.groupby(["target", "ssrc"], sort=False, observed=True):
-        ext = extend_sequence(g["seq"].to_numpy())
+    seq, ts, arrival = rtp["seq"].to_numpy(), rtp["rtp_timestamp"].to_numpy(np.int64), _ns(rtp["received_at"])
+    encoding = pd.Categorical(rtp["encoding"])
+    non_audio = np.array([bool(is_non_audio(name)) for name in encoding.categories] + [False])
+    audio_rows = ~non_audio[encoding.codes]                 # code -1 (unknown encoding) -> the last: audio
+    for key, at in _groups(rtp, ("target", "ssrc")):
+        ext = extend_sequence(seq[at])
         ok = ext >= 0
-        ts = g["rtp_timestamp"].to_numpy(np.int64)
-        media_ts = np.concatenate(([0], np.cumsum((np.diff(ts) + (1 << 31)) % (1 << 32) - (1 << 31))))
-        audio = ~g["encoding"].astype(object).map(is_non_audio).fillna(False).to_numpy(bool)
-        media_s = media_ts / _fork_clock_rate(g[audio])
-        yield TrackPackets(key, g, ok, ext[ok], _ns(g["received_at"])[ok], media_s[ok], audio[ok])
+        media_ts = np.concatenate(([0], np.cumsum((np.diff(ts[at]) + (1 << 31)) % (1 << 32) - (1 << 31))))
+        audio = audio_rows[at]
+        media_s = media_ts / _fork_clock_rate(rtp, at[audio])
+        yield TrackPackets(key, rtp, at, ok, ext[ok], arrival[at][ok], media_s[ok], audio[ok])
 
 
-def _fork_clock_rate(audio: pd.DataFrame) -> float:
-    """The RTP clock rate (Hz) most of a fork source's audio rows run at: a row's ``clock_rate``,
-    else its static payload type's (:data:`STATIC_CLOCK_RATES`) when no encoding was mapped to it;
-    NaN when unknown (a dynamic type the receiver cannot name, as OPUS or AMR-WB usually are)."""
-    static = audio["payload_type"].map(STATIC_CLOCK_RATES).where(audio["encoding"].isna())
-    rates = audio["clock_rate"].astype("Float64").fillna(static.astype("Float64"))
+def _fork_clock_rate(rtp: pd.DataFrame, audio: np.ndarray) -> float:
+    """The RTP clock rate (Hz) most of a fork source's audio rows (positions ``audio``) run at:
+    a row's ``clock_rate``, else its static payload type's (:data:`STATIC_CLOCK_RATES`) when no
+    encoding was mapped to it; NaN when unknown (a dynamic type the receiver cannot name, as
+    OPUS or AMR-WB usually are)."""
+    rows = rtp[["payload_type", "encoding", "clock_rate"]].iloc[audio]
+    static = rows["payload_type"].map(STATIC_CLOCK_RATES).where(rows["encoding"].isna())
+    rates = rows["clock_rate"].astype("Float64").fillna(static.astype("Float64"))
     common = rates.value_counts(dropna=False)
     return float(common.index[0]) if len(common) and pd.notna(common.index[0]) else np.nan
 
@@ -459,16 +530,15 @@ def _fork_clock_rate(audio: pd.DataFrame) -> float:
 def _stream_rows(frames: pd.DataFrame, payload: Payload | None) -> list[dict]:
     rows = []
     for t in stream_tracks(frames):
-        (stream_id, track), g, ok, arrival = t.key, t.group, t.ok, t.arrival_ns
+        (stream_id, track), ok, arrival = t.key, t.ok, t.arrival_ns
         stats = sequence_stats(t.ext, arrival, t.media_s)
         first = stats["first"]
         mismatch = False
-        if payload is not None and len(first) and "_key" in g:
-            kept = g[ok]
-            mismatch = _mismatch_of((str(stream_id), str(track), int(arrival[0])), _label(g["encoding"].iloc[0]),
-                                    kept["_key"].to_numpy(np.int64)[first], kept["_offset"].to_numpy(np.int64)[first],
-                                    kept["n_bytes"].to_numpy(np.int64)[first], payload, "frames")
-        rows.append(_row("stream", _label(stream_id), None, _label(g["call_control_id"].iloc[0]), str(track), stats,
+        if payload is not None and len(first) and "_key" in frames:
+            mismatch = _mismatch_of((str(stream_id), str(track), int(arrival[0])), _label(t.first("encoding")),
+                                    t.kept("_key", np.int64)[first], t.kept("_offset", np.int64)[first],
+                                    t.kept("n_bytes", np.int64)[first], payload, "frames")
+        rows.append(_row("stream", _label(stream_id), None, _label(t.first("call_control_id")), str(track), stats,
                          int((~ok).sum()), mismatch))
     return rows
 
@@ -476,48 +546,41 @@ def _stream_rows(frames: pd.DataFrame, payload: Payload | None) -> list[dict]:
 def _fork_rows(rtp: pd.DataFrame, payload: Payload | None) -> list[dict]:
     rows = []
     for t in fork_sources(rtp):
-        (target, ssrc), g, ok, arrival = t.key, t.group, t.ok, t.arrival_ns
-        encoding = g["encoding"].astype(object)
+        (target, ssrc), ok, arrival = t.key, t.ok, t.arrival_ns
         stats = sequence_stats(t.ext, arrival, t.media_s, t.timed)
         first = stats["first"]
         mismatch = False
-        if payload is not None and len(first) and "_key" in g:
-            kept = g[ok]
-            names = encoding.to_numpy()[ok][first]
+        if payload is not None and len(first) and "_key" in rtp:
+            names = t.kept("encoding", object)[first]
             g711 = np.isin(names, list(_G711_NAMES))
             if g711.any():
                 declared = pd.Series(names[g711]).mode().iloc[0]
                 pick = first[names == declared]
                 mismatch = _mismatch_of((str(target), int(ssrc), int(arrival[0])), declared,
-                                        kept["_key"].to_numpy(np.int64)[pick], kept["_offset"].to_numpy(np.int64)[pick],
-                                        kept["n_bytes"].to_numpy(np.int64)[pick], payload, "rtp")
-        rows.append(_row("fork", None, int(ssrc), _label(g["call_control_id"].iloc[0]), str(target), stats,
+                                        t.kept("_key", np.int64)[pick], t.kept("_offset", np.int64)[pick],
+                                        t.kept("n_bytes", np.int64)[pick], payload, "rtp")
+        rows.append(_row("fork", None, int(ssrc), _label(t.first("call_control_id")), str(target), stats,
                          int((~ok).sum()), mismatch))
     return rows
 
 
-def _categories(values: pd.Series) -> pd.Series:
+def _categories(values: pd.Series) -> pd.Categorical:
     """A label column as ``category`` with string categories (the values present, sorted)."""
     plain = [_label(v) for v in values.tolist()]
     names = sorted({v for v in plain if v is not None})
     index = {name: code for code, name in enumerate(names)}
     codes = np.array([-1 if v is None else index[v] for v in plain], dtype=np.int64)
-    return pd.Series(pd.Categorical.from_codes(codes, categories=pd.Index(names, dtype=str)), index=values.index)
+    return pd.Categorical.from_codes(codes, categories=pd.Index(names, dtype=str))
 
 
 def _typed(df: pd.DataFrame) -> pd.DataFrame:
-    for col in _LABELS:
-        if col in df:
-            df[col] = _categories(df[col])
-    for col in _COUNTS:
-        if col in df:
-            df[col] = df[col].astype(np.int64)
-    for col in _FLOATS:
-        if col in df:
-            df[col] = df[col].astype(np.float64)
-    if "codec_mismatch" in df:
-        df["codec_mismatch"] = df["codec_mismatch"].astype(bool)
-    return df
+    """``df`` with its label columns ``category``, counts int64, measures float64,
+    ``codec_mismatch`` bool and ``ssrc`` Int64, built in one go (a column set at a time costs
+    more than the counting on a short table)."""
+    kinds = {**dict.fromkeys(_COUNTS, np.int64), **dict.fromkeys(_FLOATS, np.float64), "codec_mismatch": bool}
+    data = {col: (_categories(df[col]) if col in _LABELS else pd.array(df[col], dtype="Int64") if col == "ssrc"
+                  else df[col].to_numpy(kinds[col]) if col in kinds else df[col]) for col in df.columns}
+    return pd.DataFrame(data, index=df.index)
 
 
 def quality(frames: pd.DataFrame, rtp: pd.DataFrame, *, by: str | None = None,
@@ -552,9 +615,7 @@ def quality(frames: pd.DataFrame, rtp: pd.DataFrame, *, by: str | None = None,
     """
     if by not in (None, "call"):
         raise ValueError(f"by must be None or 'call', got {by!r}")
-    df = pd.DataFrame(_stream_rows(frames, payload) + _fork_rows(rtp, payload), columns=COLUMNS)
-    df["ssrc"] = df["ssrc"].astype("Int64")
-    df = _typed(df)
+    df = _typed(pd.DataFrame(_stream_rows(frames, payload) + _fork_rows(rtp, payload), columns=COLUMNS))
     return df if by is None else _by_call(df)
 
 
@@ -570,10 +631,7 @@ def _by_call(df: pd.DataFrame) -> pd.DataFrame:
         out[col] = groups[col].max()
     out["mos"] = groups["mos"].min()
     out["codec_mismatch"] = groups["codec_mismatch"].any()
-    out = out.reset_index()
-    out["streams"] = out["streams"].astype(np.int64)
-    out["ssrcs"] = out["ssrcs"].astype(np.int64)
-    return _typed(out[CALL_COLUMNS].copy())
+    return _typed(out.reset_index()[CALL_COLUMNS])
 
 
 def _quality_of(rx_or_session: Any) -> pd.DataFrame:
@@ -647,14 +705,14 @@ def _edges_before(rx_or_session: Any) -> dict[tuple[str, str], int | None]:
     rtp = rx_or_session.rtp if hasattr(rx_or_session, "rtp") else None
     heads: list[tuple[object, str, int | None]] = []
     if frames is not None and len(frames):
-        heads += [(t.group["call_control_id"].iloc[0], _DIRECTION[str(t.key[1])], int(t.ext.min()) - 1)
+        heads += [(t.first("call_control_id"), _DIRECTION[str(t.key[1])], int(t.ext.min()) - 1)
                   for t in stream_tracks(frames) if len(t.ext)]
     if rtp is not None and len(rtp):
         for t in fork_sources(rtp):
             if len(t.ext):
                 first = int(np.argmin(t.ext))   # an audio packet's marker: a telephone event marks its own start
-                marker = bool(t.group["marker"].to_numpy(bool)[t.ok][first] and t.timed[first])
-                heads.append((t.group["call_control_id"].iloc[0], _DIRECTION[str(t.key[0])], 0 if marker else None))
+                marker = bool(t.kept("marker", bool)[first] and t.timed[first])
+                heads.append((t.first("call_control_id"), _DIRECTION[str(t.key[0])], 0 if marker else None))
     for ccid, direction, head in heads:
         if (call := _label(ccid)) is not None:
             key = (call, direction)

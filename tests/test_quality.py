@@ -104,6 +104,40 @@ def test_quality_of_empty_tables_has_the_columns():
     assert list(df.columns) == q.COLUMNS and df.empty
 
 
+# -- tracks and sources: pandas' grouping, without copying the table per group --------------------
+
+@given(st.lists(st.tuples(st.sampled_from(["s1", "s2", "s3", None]), st.sampled_from(["inbound", "outbound", None])),
+                max_size=60))
+def test_stream_tracks_are_the_groups_pandas_finds(labels):
+    import pandas as pd
+
+    n = len(labels)
+    frames = pd.DataFrame({
+        "stream_id": pd.Categorical([a for a, _ in labels], categories=["s0", "s1", "s2", "s3"]),
+        "track": pd.Categorical([b for _, b in labels]),
+        "chunk": np.arange(1, n + 1), "received_at": pd.to_datetime(np.arange(n) * 20_000_000, utc=True),
+        "encoding": "PCMU", "sample_rate": 8000, "n_bytes": 160,
+    })
+    expected = frames.groupby(["stream_id", "track"], sort=False, observed=True).indices
+    assert [(t.key, t.rows.tolist()) for t in q.stream_tracks(frames)] == [
+        (key, at.tolist()) for key, at in expected.items()]
+
+
+@given(st.lists(st.tuples(st.sampled_from(["rx", "tx"]), st.integers(1, 9)), max_size=80))
+def test_fork_sources_are_the_groups_pandas_finds(sources):
+    from telnyx_nb.wire import rtp
+
+    store = Store()
+    for k, (target, ssrc) in enumerate(sources):
+        packet = rtp.build_rtp(rtp.RtpPacket(0, k, 160 * k, ssrc, bytes(80)))
+        store.add_packet(target, rtp.parse_fork_packet(packet), 10**18 + 20_000_000 * k)
+    table = store.table("rtp")
+    expected = table.groupby(["target", "ssrc"], sort=False, observed=True).indices
+    assert [(t.key, t.rows.tolist()) for t in q.fork_sources(table)] == [
+        (key, at.tolist()) for key, at in expected.items()]
+    assert len(expected) == len(set(sources))
+
+
 # -- the fork's RTP clock rate: the payload type's, else NaN ------------------------------------------
 
 def fork_row(payload_type, step, payload_types=None, n=100):
