@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from telnyx_nb.labels import category
 from telnyx_nb.talk import Tables, script_times
 
 __all__ = ["latency", "STAGES", "COLUMNS"]
@@ -88,7 +89,7 @@ def _typed(df: pd.DataFrame) -> pd.DataFrame:
         df[col] = pd.to_datetime(df[col], utc=True).astype("datetime64[ns, UTC]")
     df["seconds"] = (df["until"] - df["since"]).dt.total_seconds().astype(np.float64)
     for col in ("call_control_id", "command", "detail", "stream_id"):
-        df[col] = df[col].astype(object).where(df[col].notna(), None).astype("category")
+        df[col] = category(df[col])
     df["stage"] = pd.Categorical(df["stage"], categories=STAGES)
     return df[COLUMNS]
 

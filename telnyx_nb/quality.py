@@ -113,6 +113,7 @@ import numpy as np
 import pandas as pd
 
 from telnyx_nb.emodel import mos
+from telnyx_nb.labels import category
 from telnyx_nb.latency import latency  # timing analytics, re-exported: tnb.quality.latency / talk_time
 from telnyx_nb.talk import TalkTime, talk_time
 from telnyx_nb.wire import codecs, media
@@ -564,21 +565,12 @@ def _fork_rows(rtp: pd.DataFrame, payload: Payload | None) -> list[dict]:
     return rows
 
 
-def _categories(values: pd.Series) -> pd.Categorical:
-    """A label column as ``category`` with string categories (the values present, sorted)."""
-    plain = [_label(v) for v in values.tolist()]
-    names = sorted({v for v in plain if v is not None})
-    index = {name: code for code, name in enumerate(names)}
-    codes = np.array([-1 if v is None else index[v] for v in plain], dtype=np.int64)
-    return pd.Categorical.from_codes(codes, categories=pd.Index(names, dtype=str))
-
-
 def _typed(df: pd.DataFrame) -> pd.DataFrame:
     """``df`` with its label columns ``category``, counts int64, measures float64,
     ``codec_mismatch`` bool and ``ssrc`` Int64, built in one go (a column set at a time costs
     more than the counting on a short table)."""
     kinds = {**dict.fromkeys(_COUNTS, np.int64), **dict.fromkeys(_FLOATS, np.float64), "codec_mismatch": bool}
-    data = {col: (_categories(df[col]) if col in _LABELS else pd.array(df[col], dtype="Int64") if col == "ssrc"
+    data = {col: (category(df[col]) if col in _LABELS else pd.array(df[col], dtype="Int64") if col == "ssrc"
                   else df[col].to_numpy(kinds[col]) if col in kinds else df[col]) for col in df.columns}
     return pd.DataFrame(data, index=df.index)
 
@@ -894,7 +886,7 @@ def reconcile(rx_or_session: Any) -> pd.DataFrame:
             rows.append(row)
     df = pd.DataFrame(rows, columns=RECONCILE_COLUMNS)
     for col in ("call_control_id", "direction", "sources"):
-        df[col] = _categories(df[col])
+        df[col] = category(df[col])
     for col in ("packets", "lost"):
         df[col] = df[col].astype(np.int64)
     for col in ("telnyx_packet_count", "telnyx_skip_packet_count", "telnyx_jitter_packet_count", "packets_diff",

@@ -20,7 +20,8 @@ PACKAGE = Path(telnyx_nb.__file__).parent
 ROOT = "telnyx_nb"
 
 _RECEIVER_SIDE = ("receiver", "capture", "ingest", "udp", "events", "outbound", "session", "store", "audio",
-                  "quality", "latency", "talk", "emodel", "defaults", "errors", "loopthread", "wire", "pcap", "reprs")
+                  "quality", "latency", "talk", "emodel", "defaults", "errors", "loopthread", "wire", "pcap", "reprs",
+                  "labels")
 
 #: layer -> the layers (module or package names under telnyx_nb) it may depend on, itself included.
 ALLOWED: dict[str, tuple[str, ...]] = {
@@ -28,22 +29,23 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "emodel": ("emodel",),
     "loopthread": ("loopthread",),
     "reprs": ("reprs",),
+    "labels": ("labels",),
     "defaults": ("defaults", "wire"),
     "errors": ("errors", "wire"),
     "env": ("env", "errors", "wire"),
-    "sandbox": ("sandbox", "wire", "emodel", "loopthread", "reprs"),
-    "store": ("store", "defaults", "wire"),
-    "quality": ("quality", "latency", "talk", "audio", "emodel", "defaults", "wire"),
-    "latency": ("latency", "talk", "audio", "defaults", "wire"),
+    "sandbox": ("sandbox", "wire", "emodel", "loopthread", "reprs", "labels"),
+    "store": ("store", "defaults", "labels", "wire"),
+    "quality": ("quality", "latency", "talk", "audio", "emodel", "defaults", "labels", "wire"),
+    "latency": ("latency", "talk", "audio", "defaults", "labels", "wire"),
     "talk": ("talk", "audio", "defaults", "wire"),
     "audio": ("audio", "defaults", "wire"),
     "events": ("events", "defaults", "wire"),
     "outbound": ("outbound", "errors", "wire"),
-    "ingest": ("ingest", "events", "outbound", "store", "udp", "errors", "defaults", "wire"),
+    "ingest": ("ingest", "events", "outbound", "store", "udp", "errors", "defaults", "labels", "wire"),
     "udp": ("udp",),
     "pcap": ("pcap",),
     "session": ("session", "store", "audio", "quality", "latency", "talk", "emodel", "udp", "errors", "defaults",
-                "wire", "pcap", "reprs"),
+                "labels", "wire", "pcap", "reprs"),
     "receiver": _RECEIVER_SIDE,
     "capture": tuple(layer for layer in _RECEIVER_SIDE
                      if layer not in ("receiver", "session", "quality", "latency", "talk", "audio")),

@@ -243,13 +243,11 @@ class GroundTruth:
         """The contract DataFrame: nullable Int64 counters, ns UTC times, labels as ``category``."""
         import pandas as pd
 
+        from telnyx_nb.labels import labels as label_values
+
         def labels(codes: np.ndarray, names: Sequence[str | None]) -> pd.Series:
-            """Codes indexing ``names`` (repeats and None allowed) as the receiver's label dtype
-            (``store.columns.label_dtype``): category with ``str`` categories."""
-            categories = [name for name in dict.fromkeys(names) if name is not None]
-            position = np.array([categories.index(name) if name is not None else -1 for name in names], dtype=np.int64)
-            dtype = pd.CategoricalDtype(pd.Index(categories, dtype=str))
-            return pd.Series(pd.Categorical.from_codes(position[codes], dtype=dtype))
+            """Codes indexing ``names`` (repeats and None allowed) as the receiver's label dtype."""
+            return pd.Series(label_values(names, codes))
 
         def nullable(values: array[int]) -> pd.Series:
             data = np.frombuffer(values, dtype=np.int64)
