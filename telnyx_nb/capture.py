@@ -479,7 +479,9 @@ class CaptureProcess:
                 table = self._replies if kind == "reply" else self._done
                 future = table.pop(message["id"], None)
                 if future is not None:
-                    if "error" in message:
+                    if "error" in message and message["error"]["type"] == "CancelledError":
+                        future.cancel()                 # as the child's future was: .cancelled() here too
+                    elif "error" in message:
                         error = message["error"]
                         future.set_exception(_ERRORS.get(error["type"], CaptureError)(error["message"]))
                     else:

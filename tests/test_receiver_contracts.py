@@ -154,6 +154,7 @@ def test_clear_cancels_queued_outbound_audio():
                 await asyncio.to_thread(rx.clear(SID).result, timeout(5))
                 # ...and was cleared. The queued send ends (cancelled) instead of playing 1 s.
                 await await_until(sent.done, what="the cleared send_audio future to finish")
+                assert sent.cancelled()                             # in either capture mode
                 await asyncio.to_thread(rx.mark(SID, "after-clear").result, timeout(5))
                 received = [first]
                 while not (received[-1]["event"] == "mark" and received[-1]["mark"]["name"] == "after-clear"):
