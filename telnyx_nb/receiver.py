@@ -701,7 +701,8 @@ class Receiver(StoreSession):
         Telnyx's defaults, PCMU at 8 kHz (``wire.codecs.BIDIRECTIONAL_DEFAULT``); ``encoding``
         names another codec. Resampling is soxr's (``wire.codecs.resample``, with an anti-alias
         filter). Every chunk is 20 ms (Telnyx takes 20 ms to 30 s): the tail is padded with the
-        codec's silence. Returns a Future that completes when the last frame was sent.
+        codec's silence. Returns a Future that completes when the last frame was sent, or is
+        cancelled (``.cancelled()`` True) when :meth:`clear` drops what was still queued.
         Raises ValueError for samples that are not 1-D, a rate that is not a positive int, or a
         stream started in ``mp3`` mode (send MP3 files there, not frames), StreamNotOpenError
         for a stream with no open socket here, StreamNotStartedError before the stream's
