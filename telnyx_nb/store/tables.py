@@ -160,7 +160,7 @@ class Store:
             received_ns="q", stream_id="O", origin="O", reason="O", code="q", detail="O", excerpt="O",
         )
         self.webhook_errors = Columns(received_ns="q", reason="O", detail="O", remote="O", excerpt="O")
-        self.rtp_errors = Columns(received_ns="q", target="O", reason="O", detail="O", n_bytes="i", excerpt="O")
+        self.rtp_errors = Columns(received_ns="q", target="O", reason="O", detail="O", n_bytes="q", excerpt="O")
         self.streams: list[StreamInfo] = []
         self._stream_index: dict[str, int] = {}
         #: The ``commands`` registry (``store.commands``): rows are completed when answered.
