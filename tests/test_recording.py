@@ -141,7 +141,9 @@ def test_sigkill_keeps_every_flushed_row(tmp_path):
     np.testing.assert_array_equal(loaded.audio("doomed").samples[:1600], codecs.ulaw_decode(b"".join(PCMU)))
 
 
-def test_torn_writes_are_skipped_and_counted(tmp_path):
+@pytest.mark.parametrize("pack_rows", [recording._PACK_ROWS, 2])    # 2: rows checked and packed across blocks
+def test_torn_writes_are_skipped_and_counted(tmp_path, monkeypatch, pack_rows):
+    monkeypatch.setattr(recording, "_PACK_ROWS", pack_rows)
     path = tmp_path / "rec"
     with tnb.Receiver(record_to=path, flush_interval_s=0.05) as rx:
         send_call(rx, "s1", range(1, 6))
@@ -152,6 +154,8 @@ def test_torn_writes_are_skipped_and_counted(tmp_path):
     loaded = tnb.load(path)
     assert loaded.manifest["torn_files"] == 1 and loaded.manifest["torn_rows"] == 2
     assert loaded.frames["chunk"].tolist() == [1, 2, 3]
+    copy = tnb.load(loaded.save(tmp_path / "copy"))          # the rows as packed in the loaded store
+    pd.testing.assert_frame_equal(copy.frames, loaded.frames)
 
 
 def test_a_failing_disk_stops_the_recording_not_the_receiver(tmp_path):

@@ -48,6 +48,7 @@ import threading
 import uuid
 from array import array
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from os import PathLike
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,12 @@ _SOURCE_FIELDS = tuple(RtpSource.__dataclass_fields__)
 _COMMAND_FIELDS = tuple(CommandInfo.__dataclass_fields__)
 #: Registry columns holding dicts, stored as JSON text.
 _REGISTRY_DICTS = ("custom_parameters", "options")
+#: The columns of a ``frames`` segment reading back needs (of this version and of version 2);
+#: its labels are read as dictionaries (a few distinct values over many rows).
+_FRAME_READ = frozenset(("received_at", "stream_id", *(FRAME_DTYPE.names or ())))
+_FRAME_LABELS = ("stream_id", "track")
+#: Rows packed at a time into ``frames`` (:func:`_packed_frames`): about 720 kB, within a CPU cache.
+_PACK_ROWS = 16384
 
 
 def is_recording(path: str | PathLike[str]) -> bool:
@@ -367,21 +374,30 @@ class _Labels:
         label columns the store does not keep are left for the reader to ignore). A stream or
         source the registry lacks gets an index past its end in ``frames`` and ``rtp`` (the row
         is then torn), -1 elsewhere."""
-        if "recording_id" not in t.column_names:
+        if "received_at" not in t.column_names:
             return t
         missing = 2**31 - 1 if table in ("frames", "rtp") else -1
         columns: dict[str, Any] = dict(zip(t.column_names, t.columns, strict=True))
         columns["received_ns"] = t["received_at"].cast(pa.int64())
         if table in ("frames", "marks", "dtmf"):
-            columns["stream"] = pc.index_in(t["stream_id"], value_set=self.stream_ids[:-1]).fill_null(missing)
+            columns["stream"] = _index_in(t["stream_id"], self.stream_ids[:-1]).fill_null(missing)
         if table == "frames":
-            columns["track"] = pc.index_in(t["track"], value_set=pa.array(TRACKS)).cast(pa.int8())
+            columns["track"] = _index_in(t["track"], pa.array(TRACKS)).cast(pa.int8())
         if table in ("rtp", "dtmf"):
             tx = pc.equal(t["target"], "tx").cast(pa.int64())
             source = pc.index_in(pc.add(pc.multiply(t["ssrc"], 2), tx), value_set=self.source_keys)
             columns["rtp_source" if table == "dtmf" else "source"] = source.fill_null(missing)
             columns["leg"] = t["call_leg_id"]
         return pa.table(columns)
+
+
+def _index_in(values: pa.ChunkedArray, value_set: pa.Array) -> pa.ChunkedArray | pa.Array:
+    """``pyarrow.compute.index_in``; a dictionary column's values are looked up once each (on
+    its chunks' dictionaries unified), not once per row."""
+    if not pa.types.is_dictionary(values.type):
+        return pc.index_in(values, value_set=value_set)
+    whole = pa.table({"values": values}).unify_dictionaries().column("values").combine_chunks()
+    return pc.index_in(whole.dictionary, value_set=value_set).take(whole.indices)
 
 
 def _segment_files(folder: Path) -> list[tuple[int, int, str]]:
@@ -499,8 +515,7 @@ class Follower:
             try:
                 files = self._new_files(manifest.get("parts", 0) if complete_only else None,
                                         manifest.get("merges", 0))
-                segments = {table: [(first, end, _read_parquet(self.path / table / name).slice(skip))
-                                    for first, end, skip, name in found] for table, found in files.items()}
+                segments = self._read_segments(files)
                 registries = [_read_registry(self.path / f"{name}.parquet")
                               for name in ("streams", "sources", "commands")]
             except FileNotFoundError:          # merged and deleted since the manifest was read
@@ -512,6 +527,27 @@ class Follower:
         self._scanned = max(self._scanned, *self._last_part.values(), manifest.get("parts", 0) if complete_only else 0)
         self.manifest = manifest
         return manifest
+
+    def _read_segments(self, files: dict[str, list[tuple[int, int, int, str]]]
+                       ) -> dict[str, list[tuple[int, int, pa.Table]]]:
+        """The files :meth:`_new_files` found, read on pyarrow's CPU count of threads when there
+        are several (a recording's merged segments: each file's read runs without the GIL)."""
+        jobs = [(table, first, end, skip, name) for table, found in files.items() for first, end, skip, name in found]
+
+        def read_one(job: tuple[str, int, int, int, str]) -> pa.Table:
+            table, _, _, skip, name = job
+            return _read_segment(table, self.path / table / name).slice(skip)
+
+        workers = min(len(jobs), pa.cpu_count())
+        if workers > 1:
+            with ThreadPoolExecutor(workers, thread_name_prefix="telnyx_nb-read") as pool:
+                tables = list(pool.map(read_one, jobs))
+        else:
+            tables = [read_one(job) for job in jobs]
+        segments: dict[str, list[tuple[int, int, pa.Table]]] = {table: [] for table in files}
+        for (table, first, end, _, _), t in zip(jobs, tables, strict=True):
+            segments[table].append((first, end, t))
+        return segments
 
     def _manifest(self) -> dict[str, Any]:
         manifest: dict[str, Any] = orjson.loads((self.path / "manifest.json").read_bytes())
@@ -540,7 +576,8 @@ class Follower:
             self._read_payloads("rtp", store._rtp_payloads, len(sources))
             events_before = len(store.events)
             for table in (*COLUMN_TABLES, "frames"):
-                for group in _runs([labels.store_table(table, t) for _, _, t in segments.get(table, [])]):
+                for run in _runs([t for _, _, t in segments.get(table, [])]):
+                    group = labels.store_table(table, run)
                     if table == "frames":
                         self._append_frames(group)
                     else:
@@ -638,25 +675,60 @@ class Follower:
         store = self.store
         fields = {name: segment[name].to_numpy().astype(FRAME_DTYPE[name], copy=False)
                   for name in FRAME_DTYPE.names or ()}
-        rows = np.empty(segment.num_rows, dtype=FRAME_DTYPE)
-        for name, values in fields.items():
-            rows[name] = values
-        sizes = self._sizes("frames", len(store._frame_payloads))
-        key = 2 * fields["stream"].astype(np.int64) + fields["track"]
-        key = np.where(key < len(store._frame_payloads), key, len(store._frame_payloads))
-        ok = fields["offset"] + fields["n_bytes"] <= sizes[key]
-        self.torn_rows += int((~ok).sum())
+        ok = _payload_on_disk(fields, self._sizes("frames", len(store._frame_payloads)))
+        torn = len(ok) - int(ok.sum())
+        if torn:
+            self.torn_rows += torn
+            fields = {name: values[ok] for name, values in fields.items()}
         if not store.frames:        # the columns at hand are what the first frames read would decode
-            store.seed_frame_fields({name: values if ok.all() else values[ok] for name, values in fields.items()})
-        store.frames += rows[ok].tobytes()
+            store.seed_frame_fields(fields)
+        store.frames += _packed_frames(fields).data       # not tobytes(): one copy fewer
+
+
+def _payload_on_disk(fields: Mapping[str, np.ndarray], sizes: np.ndarray) -> np.ndarray:
+    """Per ``frames`` row (``fields``: each ``FRAME_DTYPE`` field), whether its payload bytes
+    are in the payload file of its key, of ``sizes`` bytes (:meth:`Follower._sizes`), checked
+    ``_PACK_ROWS`` rows at a time (the temporaries stay small and in the CPU caches)."""
+    ok = np.empty(len(fields["received_ns"]), dtype=bool)
+    for start in range(0, len(ok), _PACK_ROWS):
+        rows = slice(start, start + _PACK_ROWS)
+        key = 2 * fields["stream"][rows].astype(np.int64) + fields["track"][rows]
+        np.less_equal(fields["offset"][rows] + fields["n_bytes"][rows], sizes.take(key, mode="clip"), out=ok[rows])
+    return ok
+
+
+def _packed_frames(fields: Mapping[str, np.ndarray]) -> np.ndarray:
+    """``FRAME_DTYPE`` rows of ``fields`` (each field's values, of one length), packed
+    ``_PACK_ROWS`` rows at a time: writing one field through every row, then the next, costs
+    ~3x as much (each pass walks the whole packed array, out of the CPU caches)."""
+    rows = np.empty(len(fields["received_ns"]), dtype=FRAME_DTYPE)
+    for start in range(0, len(rows), _PACK_ROWS):
+        block = rows[start:start + _PACK_ROWS]
+        for name, values in fields.items():
+            block[name] = values[start:start + _PACK_ROWS]
+    return rows
 
 
 def _read_parquet(path: Path) -> pa.Table:
     """One parquet file, read whole into memory first: a registry is replaced while its
     recording runs, and a reader that opened it twice (footer, then data) could mix two
     versions. Single-threaded: a segment holds about a second of rows, and the thread pool's
-    start-up costs more than the read (about 3x on a recording's thousands of segments)."""
+    start-up costs more than the read (about 3x on a recording's thousands of segments);
+    :meth:`Follower._read_segments` reads files side by side instead."""
     return pq.ParquetFile(pa.BufferReader(path.read_bytes())).read(use_threads=False)
+
+
+def _read_segment(table: str, path: Path) -> pa.Table:
+    """A segment of ``table`` as :func:`_read_parquet` reads it; of ``frames``, only the columns
+    reading back uses (not the recording id and calls), its labels as dictionaries."""
+    if table != "frames":
+        return _read_parquet(path)
+    data = pa.BufferReader(path.read_bytes())
+    footer = pq.read_metadata(data)
+    names = footer.schema.to_arrow_schema().names
+    labels = list(_FRAME_LABELS) if "stream_id" in names else []     # version 2: indexes
+    return pq.ParquetFile(data, metadata=footer, read_dictionary=labels).read(
+        [name for name in names if name in _FRAME_READ], use_threads=False)
 
 
 def _runs(tables: list[pa.Table]) -> list[pa.Table]:
