@@ -170,8 +170,15 @@ def jitter_series(arrival_s: np.ndarray, media_s: np.ndarray) -> np.ndarray:
 
 
 def _jitter(arrival_s: np.ndarray, media_s: np.ndarray) -> float:
-    """RFC 3550 interarrival jitter (seconds) at the last packet, packets in arrival order."""
-    return float(jitter_series(arrival_s, media_s)[-1]) if len(arrival_s) else 0.0
+    """RFC 3550 interarrival jitter (seconds) at the last packet, packets in arrival order:
+    :func:`jitter_series`'s last value, as the sum its recursion unrolls to,
+    ``J_N = Σ_k (1/16) (15/16)^(N-k) |D_k|`` (no pandas call: quality() runs it per track)."""
+    if np.isnan(media_s).any():
+        return np.nan
+    if len(arrival_s) < 2:
+        return 0.0
+    d = np.abs(np.diff(arrival_s) - np.diff(media_s))
+    return float(d @ (15 / 16) ** np.arange(len(d) - 1, -1, -1.0) / 16)
 
 
 def _loss_runs(unique_sorted: np.ndarray) -> np.ndarray:
@@ -420,14 +427,14 @@ def _label(value: object) -> str | None:
     return None if value is None or (not isinstance(value, str) and pd.isna(value)) else str(value)
 
 
-def _frame_seconds(frames: pd.DataFrame, at: np.ndarray) -> float:
+def _frame_seconds(frames: _Columns, at: np.ndarray) -> float:
     """Duration of a track's most common frame (rows ``at``) from its size and media format (else 20 ms)."""
     try:
-        codec = codecs.get_codec(frames["encoding"].iloc[at[0]])
-        rate = int(frames["sample_rate"].iloc[at[0]])
+        codec = codecs.get_codec(frames.table["encoding"].iloc[at[0]])
+        rate = int(frames.table["sample_rate"].iloc[at[0]])
     except (codecs.UnsupportedCodecError, AttributeError, TypeError, ValueError):
         return media.FRAME_MS / 1000
-    size = int(np.bincount(frames["n_bytes"].to_numpy(np.int64)[at]).argmax())
+    size = int(np.bincount(frames.get("n_bytes", np.int64)[at]).argmax())
     return size / codec.bytes_per_sample / rate
 
 
@@ -448,14 +455,37 @@ class TrackPackets:
     arrival_ns: np.ndarray
     media_s: np.ndarray
     timed: np.ndarray
+    columns: _Columns
 
     def first(self, column: str) -> Any:
         """The value of ``column`` in the track's first row."""
-        return self.table[column].iloc[self.rows[0]]
+        return self.columns.get(column)[self.rows[0]]
 
     def kept(self, column: str, dtype: Any = None) -> np.ndarray:
         """``column`` (as numpy ``dtype``) on the rows kept, aligned with ``ext``."""
-        return self.table[column].to_numpy(dtype)[self.rows[self.ok]]
+        return self.columns.get(column, dtype)[self.rows[self.ok]]
+
+
+class _Columns:
+    """A table's columns as numpy arrays, each converted once for all its tracks or sources."""
+
+    def __init__(self, table: pd.DataFrame) -> None:
+        self.table = table
+        self._arrays: dict[tuple[str, np.dtype | None], np.ndarray] = {}
+        self._codes: dict[str, tuple[np.ndarray, pd.Index]] = {}
+
+    def get(self, column: str, dtype: Any = None) -> np.ndarray:
+        key = (column, np.dtype(dtype) if dtype is not None else None)
+        if key not in self._arrays:
+            self._arrays[key] = self.table[column].to_numpy(dtype)
+        return self._arrays[key]
+
+    def codes(self, column: str) -> tuple[np.ndarray, pd.Index]:
+        """A label column's codes (-1: missing) and categories (sorted, unless already ``category``)."""
+        if column not in self._codes:
+            values = pd.Categorical(self.table[column])
+            self._codes[column] = (values.codes, values.categories)
+        return self._codes[column]
 
 
 def _codes(values: pd.Series) -> tuple[np.ndarray, Any]:
@@ -493,39 +523,47 @@ def _groups(table: pd.DataFrame, by: tuple[str, str]) -> list[tuple[tuple[Any, A
 
 def stream_tracks(frames: pd.DataFrame) -> Iterator[TrackPackets]:
     """:class:`TrackPackets` of each stream track of ``frames`` (a ``frames`` table)."""
-    chunk, arrival = frames["chunk"].to_numpy(np.int64), _ns(frames["received_at"])
+    chunk, arrival, columns = frames["chunk"].to_numpy(np.int64), _ns(frames["received_at"]), _Columns(frames)
     for key, at in _groups(frames, ("stream_id", "track")):
         ext = extend_sequence(chunk[at], modulus=None)
         ok = ext >= 0
-        yield TrackPackets(key, frames, at, ok, ext[ok], arrival[at][ok], ext[ok] * _frame_seconds(frames, at),
-                           np.ones(int(ok.sum()), dtype=bool))
+        yield TrackPackets(key, frames, at, ok, ext[ok], arrival[at][ok], ext[ok] * _frame_seconds(columns, at),
+                           np.ones(int(ok.sum()), dtype=bool), columns)
 
 
 def fork_sources(rtp: pd.DataFrame) -> Iterator[TrackPackets]:
     """:class:`TrackPackets` of each forked RTP source of ``rtp`` (an ``rtp`` table)."""
     seq, ts, arrival = rtp["seq"].to_numpy(), rtp["rtp_timestamp"].to_numpy(np.int64), _ns(rtp["received_at"])
-    encoding = pd.Categorical(rtp["encoding"])
-    non_audio = np.array([bool(is_non_audio(name)) for name in encoding.categories] + [False])
-    audio_rows = ~non_audio[encoding.codes]                 # code -1 (unknown encoding) -> the last: audio
+    columns = _Columns(rtp)
+    codes, names = columns.codes("encoding")
+    non_audio = np.array([bool(is_non_audio(name)) for name in names] + [False])
+    audio_rows = ~non_audio[codes]                          # code -1 (unknown encoding) -> the last: audio
+    rates = _clock_rates(rtp)
     for key, at in _groups(rtp, ("target", "ssrc")):
         ext = extend_sequence(seq[at])
         ok = ext >= 0
         media_ts = np.concatenate(([0], np.cumsum((np.diff(ts[at]) + (1 << 31)) % (1 << 32) - (1 << 31))))
         audio = audio_rows[at]
-        media_s = media_ts / _fork_clock_rate(rtp, at[audio])
-        yield TrackPackets(key, rtp, at, ok, ext[ok], arrival[at][ok], media_s[ok], audio[ok])
+        media_s = media_ts / _most_common(rates[at[audio]])
+        yield TrackPackets(key, rtp, at, ok, ext[ok], arrival[at][ok], media_s[ok], audio[ok], columns)
 
 
-def _fork_clock_rate(rtp: pd.DataFrame, audio: np.ndarray) -> float:
-    """The RTP clock rate (Hz) most of a fork source's audio rows (positions ``audio``) run at:
-    a row's ``clock_rate``, else its static payload type's (:data:`STATIC_CLOCK_RATES`) when no
-    encoding was mapped to it; NaN when unknown (a dynamic type the receiver cannot name, as
-    OPUS or AMR-WB usually are)."""
-    rows = rtp[["payload_type", "encoding", "clock_rate"]].iloc[audio]
-    static = rows["payload_type"].map(STATIC_CLOCK_RATES).where(rows["encoding"].isna())
-    rates = rows["clock_rate"].astype("Float64").fillna(static.astype("Float64"))
-    common = rates.value_counts(dropna=False)
-    return float(common.index[0]) if len(common) and pd.notna(common.index[0]) else np.nan
+def _clock_rates(rtp: pd.DataFrame) -> np.ndarray:
+    """Each row's RTP clock rate (Hz, float64): its ``clock_rate``, else its static payload
+    type's (:data:`STATIC_CLOCK_RATES`) when no encoding was mapped to it; NaN when unknown (a
+    dynamic type the receiver cannot name, as OPUS or AMR-WB usually are). A source's clock is
+    the rate most of its audio rows run at."""
+    static = rtp["payload_type"].map(STATIC_CLOCK_RATES).where(rtp["encoding"].isna())
+    rates = rtp["clock_rate"].astype("Float64").fillna(static.astype("Float64"))
+    return rates.to_numpy(np.float64, na_value=np.nan)
+
+
+def _most_common(values: np.ndarray) -> float:
+    """The most common of ``values`` (NaN counts as one value; the smallest on a tie); NaN when empty."""
+    if not len(values):
+        return np.nan
+    distinct, counts = np.unique(values, return_counts=True)
+    return float(distinct[np.argmax(counts)])
 
 
 def _stream_rows(frames: pd.DataFrame, payload: Payload | None) -> list[dict]:
@@ -552,12 +590,13 @@ def _fork_rows(rtp: pd.DataFrame, payload: Payload | None) -> list[dict]:
         first = stats["first"]
         mismatch = False
         if payload is not None and len(first) and "_key" in rtp:
-            names = t.kept("encoding", object)[first]
-            g711 = np.isin(names, list(_G711_NAMES))
+            codes, names = t.columns.codes("encoding")
+            mine = codes[t.rows[t.ok]][first]
+            g711 = np.array([name in _G711_NAMES for name in names] + [False])[mine]     # -1: unknown, the last
             if g711.any():
-                declared = pd.Series(names[g711]).mode().iloc[0]
-                pick = first[names == declared]
-                mismatch = _mismatch_of((str(target), int(ssrc), int(arrival[0])), declared,
+                code = int(np.bincount(mine[g711]).argmax())          # the most common law, PCMA on a tie
+                pick = first[mine == code]
+                mismatch = _mismatch_of((str(target), int(ssrc), int(arrival[0])), str(names[code]),
                                         t.kept("_key", np.int64)[pick], t.kept("_offset", np.int64)[pick],
                                         t.kept("n_bytes", np.int64)[pick], payload, "rtp")
         rows.append(_row("fork", None, int(ssrc), _label(t.first("call_control_id")), str(target), stats,
