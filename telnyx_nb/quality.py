@@ -73,7 +73,10 @@ ask which law's order of levels makes the bytes a smoother signal, and both must
 3. over the first ``MISMATCH_BLOCKS`` (50: one second) signal blocks, mismatch when the median
    smoothness exceeds ``MISMATCH_MARGIN`` (0.08) and the median step evidence exceeds
    ``log(MISMATCH_STEP_RATIO)`` (1.25: steps a quarter larger as declared); with fewer than
-   ``MISMATCH_MIN_BLOCKS`` (10) signal blocks it is False (undecided);
+   ``MISMATCH_MIN_BLOCKS`` (10) signal blocks it is False (undecided), and so it is when half of
+   them repeat exactly with a period under ``MISMATCH_MIN_PERIOD`` (100) samples: a tone at a
+   frequency that divides 8 kHz into few samples (1 kHz: 8) repeats one period's bytes, and a
+   permutation of its few levels can tilt that single observation either way;
 4. the decision is final after that second of signal, or after ``MISMATCH_GIVE_UP_BLOCKS``
    (3,000: one minute) loud blocks without it (noise: False unless 10 signal blocks decide), or
    after ``MISMATCH_SCAN_BLOCKS`` (15,000: five minutes) blocks of any loudness, so neither a long
@@ -87,13 +90,19 @@ drawn apart (``tests/test_codec_mismatch.py``). Measured: no false alarm on the 
 speech, pure tones of 50–3,900 Hz, DTMF and call-progress tones, sweeps, square waves, white and
 low-passed noise, sawtooth, triangle and 11-harmonic tones of 100–400 Hz at peaks 200–20,000,
 harmonics at 1/√k of 100–1,000 Hz and sines of 100–1,000 Hz overdriven 1.5–10× and clipped at
-700–30,000 (the turning-point view alone, used before, raised 98 false alarms on those 760), 300 seeded random
-signals, and 400 drawn apart (harmonic series of random decay and phase, chords, speech, sines,
-pulse trains, 60 % of them clipped); so a mislabelled track of those is caught (speech within
-0.26–0.46 s of its start; 249 of the 400 and 182 of the 760, the rest undecided), except where
-the evidence is weak: tones from 1.2 kHz up, white noise and silence give no signal blocks,
-square waves no difference, and tones of 697 Hz and up near full scale take their steps across
-zero between the top segments, which the step view cannot judge: undecided, False. L16 and codecs
+700–30,000 (the turning-point view alone, used before, raised 98 false alarms on those 760), tones
+with a 2nd to 5th harmonic at exact frequencies (1,704), 300 seeded random signals, and 400 drawn
+apart (harmonic series of random decay and phase, chords, speech, sines, pulse trains, 60 % of
+them clipped); so a mislabelled track of those is caught (speech within 0.26–0.46 s of its start;
+227 of the 400, 111 of the 300, the rest undecided), except where the evidence is weak: tones from
+1.2 kHz up, white noise and silence give no signal blocks, square waves no difference, waveforms
+of a short exact period are undecided (step 3), and tones of 697 Hz and up near full scale take
+their steps across zero between the top segments, which the step view cannot judge: undecided,
+False. Known false alarms: tones of 760–1,200 Hz with a 3rd or 5th harmonic of a third of their
+level or more (a band-limited square wave) within 1 dB of full scale, 34 of 5,952 such tones
+(at peaks of 30,000 and up; none at 24,000 or below), and speech under such a tone at 25,000: the
+correct decoding of a wave that loud and bright turns about as often as random samples, and the
+other law's, two segments down, steps less. L16 and codecs
 other than G.711 are never flagged; without payloads (``quality(frames, rtp)`` alone) the
 column is all False. A session remembers each track's scan (keyed by the session and the track's
 stream id or SSRC and first arrival), so a live session polled every second scans each block once
@@ -243,6 +252,7 @@ MISMATCH_MARGIN = 0.08
 MISMATCH_STEP_RATIO = 1.25
 MISMATCH_BLOCKS = 50
 MISMATCH_MIN_BLOCKS = 10
+MISMATCH_MIN_PERIOD = 100
 MISMATCH_GIVE_UP_BLOCKS = 3000
 MISMATCH_SCAN_BLOCKS = 15_000
 #: Turning points among the moves of independent, identically distributed samples.
@@ -276,11 +286,11 @@ def _log_step(levels: np.ndarray) -> np.ndarray:
     return np.log(np.abs(np.diff(levels.astype(np.int32), axis=1)).mean(axis=1))
 
 
-def _evidence(data: np.ndarray, declared: str) -> tuple[np.ndarray, np.ndarray]:
+def _evidence(data: np.ndarray, declared: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The evidence of each signal block among ``data`` (uint8 rows): rows of (smoothness, log
     mean step as declared − as the other law), both > 0 when the other law explains the block
-    better (see the module docstring); and the positions in ``data`` of its loud blocks (signal
-    or not), in order."""
+    better (see the module docstring); those signal blocks; and the positions in ``data`` of
+    its loud blocks (signal or not), in order."""
     varying = np.flatnonzero(data.min(axis=1) != data.max(axis=1))   # a constant block is silence (or DC)
     x, y = np.take(_TABLES[declared], data[varying]), np.take(_TABLES[_OTHER[declared]], data[varying])
     loud = (x.std(axis=1) > MISMATCH_RMS) & (y.std(axis=1) > MISMATCH_RMS)
@@ -289,18 +299,29 @@ def _evidence(data: np.ndarray, declared: str) -> tuple[np.ndarray, np.ndarray]:
     as_declared, as_other = np.take(_LEVELS[declared], signal), np.take(_LEVELS[_OTHER[declared]], signal)
     smoothness = (_RANDOM_TURNS - _turning_fraction(as_other)) - np.abs(_turning_fraction(as_declared) - _RANDOM_TURNS)
     evidence = np.column_stack((smoothness, _log_step(as_declared) - _log_step(as_other)))
-    return evidence, loud_at
+    return evidence, signal, loud_at
+
+
+def _short_period(blocks: np.ndarray) -> np.ndarray:
+    """Per block (uint8 rows), whether it repeats exactly with a period under
+    ``MISMATCH_MIN_PERIOD`` samples (a tone at a frequency that divides the sampling rate into
+    few samples: 1 kHz is 8)."""
+    periodic = np.zeros(len(blocks), dtype=bool)
+    for period in range(1, min(MISMATCH_MIN_PERIOD, blocks.shape[1])):
+        periodic |= (blocks[:, period:] == blocks[:, :-period]).all(axis=1)
+    return periodic
 
 
 class _Scan:
     """The codec-mismatch evidence of one track so far: that of its first signal blocks
-    (:func:`_evidence`), and ``done``, how many of its packets were scanned (for _mismatch_of)."""
+    (:func:`_evidence`), how many of them repeat with a short exact period
+    (:func:`_short_period`), and ``done``, how many of its packets were scanned (for _mismatch_of)."""
 
-    __slots__ = ("declared", "block", "done", "loud", "examined", "evidence", "lock")
+    __slots__ = ("declared", "block", "done", "loud", "examined", "evidence", "periodic", "lock")
 
     def __init__(self, declared: str, block: int = MISMATCH_BLOCK) -> None:
         self.declared, self.block, self.done, self.loud, self.examined = declared, block, 0, 0, 0
-        self.evidence = np.zeros((0, 2))
+        self.evidence, self.periodic = np.zeros((0, 2)), 0
         self.lock = threading.Lock()
 
     @property
@@ -316,21 +337,23 @@ class _Scan:
         start, step = 0, 100
         rows = rows[:MISMATCH_SCAN_BLOCKS - self.examined]
         while start < len(rows) and not self.final:
-            evidence, loud_at = _evidence(rows[start:start + step], self.declared)
+            evidence, signal, loud_at = _evidence(rows[start:start + step], self.declared)
             self.examined += len(rows[start:start + step])
             room = MISMATCH_GIVE_UP_BLOCKS - self.loud
             if len(loud_at) > room:                        # stop at the last loud block allowed
                 cut = loud_at[room - 1]
-                evidence, _ = _evidence(rows[start:start + cut + 1], self.declared)
+                evidence, signal, _ = _evidence(rows[start:start + cut + 1], self.declared)
                 loud_at = loud_at[:room]
             self.loud += len(loud_at)
-            self.evidence = np.concatenate((self.evidence, evidence))[:MISMATCH_BLOCKS]
+            wanted = MISMATCH_BLOCKS - len(self.evidence)
+            self.evidence = np.concatenate((self.evidence, evidence[:wanted]))
+            self.periodic += int(_short_period(signal[:wanted]).sum())
             start += step
             step = min(step * 4, 20_000)
 
     @property
     def mismatch(self) -> bool:
-        if len(self.evidence) < MISMATCH_MIN_BLOCKS:
+        if len(self.evidence) < MISMATCH_MIN_BLOCKS or 2 * self.periodic >= len(self.evidence):
             return False
         smoothness, step = np.median(self.evidence, axis=0)
         return bool(smoothness > MISMATCH_MARGIN and step > np.log(MISMATCH_STEP_RATIO))

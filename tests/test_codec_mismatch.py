@@ -54,9 +54,10 @@ def speech_tracks() -> list[tuple[str, np.ndarray]]:
 @pytest.mark.parametrize("law", LAWS)
 @pytest.mark.parametrize("kind", ["sawtooth", "triangle", "11 harmonics"])
 def test_quiet_harmonic_tones_are_no_false_alarm_and_caught_when_mislabelled(kind, law):
-    """The reviewer's grid (f0 100–400 Hz, peaks 200–1500) and louder: decided, and decided right,
-    both ways — the test is not just abstaining on quiet signals."""
-    for f0 in range(100, 401, 50):
+    """The reviewer's grid (f0 100–400 Hz, peaks 200–1500) and louder, 3 Hz off the frequencies
+    whose period is a few exact samples (those are undecided: the next test): decided, and
+    decided right, both ways — the test is not just abstaining on quiet signals."""
+    for f0 in range(103, 404, 50):
         for peak in (200, 300, 500, 700, 1000, 1500, 5000, 20000):
             data = g711(peak * harmonic(kind, f0), law)
             assert q.codec_mismatch(data, law) == (False, q.MISMATCH_BLOCKS), (f0, peak)
@@ -96,9 +97,9 @@ def test_speech_is_no_false_alarm_and_caught_within_its_first_second(law):
 def test_louder_tones_and_low_passed_noise_are_caught_when_mislabelled(law):
     rng = np.random.default_rng(6)
     signals = {f"tone {hz} Hz peak {peak}": peak * np.sin(2 * np.pi * hz * T)
-               for hz in (100, 300, 440, 697) for peak in (1000, 3000, 9830)}
-    signals |= {f"tone {hz} Hz peak 30000": 30000 * np.sin(2 * np.pi * hz * T) for hz in (100, 300)}
-    signals["tone 1000 Hz peak 9830"] = 9830 * np.sin(2 * np.pi * 1000 * T)
+               for hz in (103, 303, 440, 697) for peak in (1000, 3000, 9830)}
+    signals |= {f"tone {hz} Hz peak 30000": 30000 * np.sin(2 * np.pi * hz * T) for hz in (103, 303)}
+    signals["tone 1004 Hz peak 9830"] = 9830 * np.sin(2 * np.pi * 1004 * T)      # the telephone test tone
     signals |= {f"noise below {hz} Hz σ-peak {peak}": peak * low_passed_noise(rng, hz)
                 for hz in (100, 300) for peak in (3000, 30000)}
     signals["two tones 300 + 440 Hz"] = 9000 * (np.sin(2 * np.pi * 300 * T) + np.sin(2 * np.pi * 440 * T))
@@ -114,6 +115,24 @@ def test_full_scale_tones_of_697_hz_and_up_are_undecided_not_a_guess(law):
     for hz in (697, 1000):
         data = g711(30000 * np.sin(2 * np.pi * hz * T), law)
         assert q.codec_mismatch(data, law)[0] is q.codec_mismatch(data, OTHER[law])[0] is False, hz
+
+
+@pytest.mark.parametrize("law", LAWS)
+def test_a_waveform_of_a_short_exact_period_is_undecided(law):
+    """A waveform whose period is a whole number of samples under MISMATCH_MIN_PERIOD (100)
+    repeats the same bytes: its second of signal is one period's evidence, which a permutation of
+    a few levels can tilt either way (a later review's false alarm: 1 kHz + 3 kHz / 3 near full
+    scale). False under either label, not a guess."""
+    signals = {
+        "tone 1000 Hz (8 samples)": 9830 * np.sin(2 * np.pi * 1000 * T),
+        "1000 Hz + 3000 Hz / 3 (8 samples)": 22500 * (np.sin(2 * np.pi * 1000 * T) + np.sin(2 * np.pi * 3000 * T) / 3),
+        "750 Hz + 3750 Hz / 3 (32 samples)": 21000 * (np.sin(2 * np.pi * 750 * T) + np.sin(2 * np.pi * 3750 * T) / 3),
+        "triangle 400 Hz (20 samples)": 200 * harmonic("triangle", 400),
+        "sawtooth 250 Hz (32 samples)": 1000 * harmonic("sawtooth", 250),
+    }
+    for name, x in signals.items():
+        data = g711(x, law)
+        assert q.codec_mismatch(data, law) == q.codec_mismatch(data, OTHER[law]) == (False, q.MISMATCH_BLOCKS), name
 
 
 def sqrt_harmonics(f0: float) -> np.ndarray:
@@ -139,7 +158,7 @@ def test_bright_harmonic_tones_and_clipped_sines_raise_no_false_alarm(law):
         data = g711(x, law)
         assert q.codec_mismatch(data, law)[0] is False, name
         caught += q.codec_mismatch(data, OTHER[law])[0]
-    assert caught >= 80, caught                     # of 380: 89 (PCMU) and 93 (PCMA) when written
+    assert caught >= 25, caught       # of 380: 30 (PCMU) and 34 (PCMA); most of the grid has a short exact period
 
 
 @pytest.mark.parametrize("law", LAWS)
@@ -224,4 +243,4 @@ def test_random_harmonic_chord_pulse_and_clipped_signals_raise_no_false_alarm():
         assert clean is False, (i, kind)
         decided += blocks >= q.MISMATCH_MIN_BLOCKS
         caught += q.codec_mismatch(data, OTHER[law])[0]
-    assert decided >= 330 and caught >= 220, (decided, caught)      # 352 and 249 when written
+    assert decided >= 330 and caught >= 220, (decided, caught)      # 352 and 227 now (249 before the period rule)
