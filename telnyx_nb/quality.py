@@ -178,16 +178,23 @@ def jitter_series(arrival_s: np.ndarray, media_s: np.ndarray) -> np.ndarray:
     return pd.Series(np.concatenate(([0.0], d))).ewm(alpha=1 / 16, adjust=False).mean().to_numpy()
 
 
+#: Weights of the last differences in the RFC 3550 jitter at a packet, oldest first: (15/16)^k / 16.
+#: Older ones weigh under 10^-57 and are left out.
+_JITTER_WEIGHTS = (15 / 16) ** np.arange(2047, -1, -1.0) / 16
+
+
 def _jitter(arrival_s: np.ndarray, media_s: np.ndarray) -> float:
     """RFC 3550 interarrival jitter (seconds) at the last packet, packets in arrival order:
     :func:`jitter_series`'s last value, as the sum its recursion unrolls to,
-    ``J_N = Σ_k (1/16) (15/16)^(N-k) |D_k|`` (no pandas call: quality() runs it per track)."""
+    ``J_N = Σ_k (1/16) (15/16)^(N-k) |D_k|`` over the last 2,048 differences (no pandas call
+    and no pass over the track: quality() runs it per track)."""
     if np.isnan(media_s).any():
         return np.nan
     if len(arrival_s) < 2:
         return 0.0
-    d = np.abs(np.diff(arrival_s) - np.diff(media_s))
-    return float(d @ (15 / 16) ** np.arange(len(d) - 1, -1, -1.0) / 16)
+    tail = slice(-len(_JITTER_WEIGHTS) - 1, None)
+    d = np.abs(np.diff(arrival_s[tail]) - np.diff(media_s[tail]))
+    return float(d @ _JITTER_WEIGHTS[len(_JITTER_WEIGHTS) - len(d):])
 
 
 def _loss_runs(unique_sorted: np.ndarray) -> np.ndarray:
@@ -307,7 +314,7 @@ def _short_period(blocks: np.ndarray) -> np.ndarray:
     ``MISMATCH_MIN_PERIOD`` samples (a tone at a frequency that divides the sampling rate into
     few samples: 1 kHz is 8)."""
     periodic = np.zeros(len(blocks), dtype=bool)
-    for period in range(1, min(MISMATCH_MIN_PERIOD, blocks.shape[1])):
+    for period in range(1, min(MISMATCH_MIN_PERIOD, blocks.shape[1]) if len(blocks) else 1):
         periodic |= (blocks[:, period:] == blocks[:, :-period]).all(axis=1)
     return periodic
 
@@ -481,8 +488,10 @@ class TrackPackets:
     columns: _Columns
 
     def first(self, column: str) -> Any:
-        """The value of ``column`` in the track's first row."""
-        return self.columns.get(column)[self.rows[0]]
+        """The value of a label ``column`` in the track's first row (None when missing)."""
+        codes, names = self.columns.codes(column)
+        code = codes[self.rows[0]]
+        return names[code] if code >= 0 else None
 
     def kept(self, column: str, dtype: Any = None) -> np.ndarray:
         """``column`` (as numpy ``dtype``) on the rows kept, aligned with ``ext``."""

@@ -108,23 +108,24 @@ def _as_int16(samples: np.ndarray) -> np.ndarray:
 
 
 def ulaw_decode(data: bytes | bytearray | memoryview) -> np.ndarray:
-    """G.711 mu-law bytes to int16 samples."""
-    return _ULAW_DECODE[np.frombuffer(data, dtype=np.uint8)]
+    """G.711 mu-law bytes to int16 samples (a table lookup: ``np.take``, about twice as fast as
+    indexing with the bytes)."""
+    return np.take(_ULAW_DECODE, np.frombuffer(data, dtype=np.uint8))
 
 
 def ulaw_encode(samples: np.ndarray) -> bytes:
     """int16 samples to G.711 mu-law bytes."""
-    return _ULAW_ENCODE[_as_int16(samples).view(np.uint16)].tobytes()
+    return np.take(_ULAW_ENCODE, _as_int16(samples).view(np.uint16)).tobytes()
 
 
 def alaw_decode(data: bytes | bytearray | memoryview) -> np.ndarray:
     """G.711 A-law bytes to int16 samples."""
-    return _ALAW_DECODE[np.frombuffer(data, dtype=np.uint8)]
+    return np.take(_ALAW_DECODE, np.frombuffer(data, dtype=np.uint8))
 
 
 def alaw_encode(samples: np.ndarray) -> bytes:
     """int16 samples to G.711 A-law bytes."""
-    return _ALAW_ENCODE[_as_int16(samples).view(np.uint16)].tobytes()
+    return np.take(_ALAW_ENCODE, _as_int16(samples).view(np.uint16)).tobytes()
 
 
 def l16_decode(data: bytes | bytearray | memoryview, byteorder: ByteOrder = "big") -> np.ndarray:
