@@ -109,6 +109,8 @@ VAD_MIN_SPEECH_S = 0.1
 #: Seconds of audio a notebook player embeds (the rest is named in a note under it): WAV in
 #: base64 costs about 21 kB per second per channel at 8 kHz, and a notebook keeps it.
 AUDIO_EMBED_MAX_S = 10.0
+#: The most bins ``plots.quality_timeline`` cuts a call into (its ``bin_s`` must leave fewer).
+TIMELINE_MAX_BINS = 100_000
 #: ``wait_for`` shows a progress bar once a wait has lasted this long, in seconds, and updates it
 #: this often.
 WAIT_PROGRESS_AFTER_S = 0.5

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from telnyx_nb.labels import category
-from telnyx_nb.talk import Tables, script_times
+from telnyx_nb.talk import Tables, require_tables, script_times
 
 __all__ = ["latency", "STAGES", "COLUMNS"]
 
@@ -63,8 +63,10 @@ def latency(rx_or_session: Tables, call_control_id: str | None = None, *,
       delay of that audio plus the network's round trip.
 
     ``call_control_id``: one call's rows (else every call's). Rows come stage by stage, in
-    the order of the stage's start within a stage.
+    the order of the stage's start within a stage. Raises TypeError for anything but a Receiver
+    or a session.
     """
+    require_tables(rx_or_session)
     commands, events, streams = rx_or_session.commands, rx_or_session.events, rx_or_session.streams
     parts = [
         _rest(commands[commands["command"].astype(object) != "mark"]),

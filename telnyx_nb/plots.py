@@ -32,6 +32,8 @@ import numpy as np
 import pandas as pd
 
 from telnyx_nb import quality as analytics
+from telnyx_nb.defaults import TIMELINE_MAX_BINS
+from telnyx_nb.talk import require_tables
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -220,6 +222,7 @@ def waveform(rx_or_session: Session, call_control_id: str | None = None, *, sour
     the fork when the call has no stream. A missing track is silence. Raises LookupError when
     the call (or the receiver, for ``call_control_id=None``) has no audio.
     """
+    require_tables(rx_or_session)
     call = _call_audio(rx_or_session, call_control_id, source)
     fig, axes = _track_figure(call, "Waveform", AMPLITUDE_LABEL)
     for channel, (track, ax) in enumerate(axes.items()):
@@ -250,6 +253,7 @@ def spectrogram(rx_or_session: Session, call_control_id: str | None = None, *, s
     calls (at most MAX_COLUMNS windows). ``source`` as in :func:`waveform`. Raises LookupError
     when there is no audio, ValueError for ``nfft`` < 16.
     """
+    require_tables(rx_or_session)
     if nfft < 16:
         raise ValueError(f"nfft must be at least 16, got {nfft}")
     call = _call_audio(rx_or_session, call_control_id, source)
@@ -306,6 +310,7 @@ def transcript_timeline(rx_or_session: Session, call_control_id: str | None = No
     call with no audio shows the transcripts alone. ``source`` as in :func:`waveform`.
     Raises LookupError when the call (or every call) has no transcripts.
     """
+    require_tables(rx_or_session)
     transcripts = rx_or_session.transcripts
     if call_control_id is None:
         call_control_id = _latest(rx_or_session, transcripts, "transcripts")
@@ -357,6 +362,9 @@ def _binned(p: _Packets, origin_ns: int, bin_s: float) -> pd.DataFrame:
     last packet (ms), loss (%: numbers missing before the packets that arrived in the bin, over
     those plus the packets), and the longest arrival gap ending in the bin (ms)."""
     bins = (p.arrival_ns - origin_ns) // int(bin_s * 1e9)
+    if int(bins.max()) - int(bins.min()) >= TIMELINE_MAX_BINS:
+        raise ValueError(f"bin_s={bin_s!r} cuts {p.label}'s {(p.arrival_ns.max() - p.arrival_ns.min()) / 1e9:.1f} s "
+                         f"into more than {TIMELINE_MAX_BINS:,} bins; use a longer bin_s")
     _, first = np.unique(p.ext, return_index=True)
     first.sort()                                            # first copies, in arrival order
     timed = first[p.timed[first]]
@@ -385,10 +393,12 @@ def quality_timeline(rx_or_session: Session, call_control_id: str | None = None,
     its ``lost``. A bin with no packet is a break in the lines.
 
     Raises LookupError when the call has no streamed or forked media, ValueError unless
-    ``bin_s`` is positive and finite.
+    ``bin_s`` is finite and at least 1 ms, or when it cuts the call into more than
+    ``TIMELINE_MAX_BINS`` (100,000) bins.
     """
-    if not (bin_s > 0 and math.isfinite(bin_s)):
-        raise ValueError(f"bin_s must be a positive finite number of seconds, got {bin_s!r}")
+    require_tables(rx_or_session)
+    if not (bin_s >= 0.001 and math.isfinite(bin_s)):
+        raise ValueError(f"bin_s must be a finite number of seconds, at least 0.001 (1 ms), got {bin_s!r}")
     frames, rtp = rx_or_session.frames, rx_or_session.rtp
     if call_control_id is None:
         call_control_id = _latest(rx_or_session, _media_arrivals(frames, rtp), "streamed or forked media")
@@ -443,6 +453,7 @@ def latency(rx_or_session: Session, call_control_id: str | None = None, *,
 
     Raises LookupError when the call has no measured stage or lag.
     """
+    require_tables(rx_or_session)
     rows = analytics.latency(rx_or_session, script=script)
     rows = rows[rows["seconds"].notna()]
     if call_control_id is None:
@@ -531,6 +542,7 @@ def talk_time(rx_or_session: Session, call_control_id: str | None = None, *, sou
     of the call), talk while the other track talks (overlap) and the longest silence.
     ``source`` as in :func:`waveform`. Raises LookupError when the call has no audio.
     """
+    require_tables(rx_or_session)
     if call_control_id is None:
         call_control_id = _latest(rx_or_session, _media_arrivals(rx_or_session.frames, rx_or_session.rtp),
                                   "streamed or forked audio")
@@ -613,6 +625,7 @@ def quality_summary(rx_or_session: Session, call_control_id: str | Iterable[str]
 
     Raises LookupError when there is no stream or fork to summarise.
     """
+    require_tables(rx_or_session)
     quality = rx_or_session.quality()
     if call_control_id is not None:
         wanted = [call_control_id] if isinstance(call_control_id, str) else list(call_control_id)

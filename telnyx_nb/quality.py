@@ -651,7 +651,8 @@ def quality(frames: pd.DataFrame, rtp: pd.DataFrame, *, by: str | None = None,
     """One row per WebSocket stream and track, then one per forked RTP (target, SSRC); or, with
     ``by="call"``, one row per call.
 
-    Takes the store's internal ``frames`` and ``rtp`` tables (``Session._table``) and, for
+    Takes the store's internal ``frames`` and ``rtp`` tables (``Session._table``), rows in
+    arrival order as the store keeps them (reordering and jitter are read from that order), and, for
     ``codec_mismatch``, ``payload(kind, key) -> bytes`` (``Session._payload``); ``rx.quality()``
     passes all three. Columns (:data:`COLUMNS`):
 
@@ -701,6 +702,9 @@ def _quality_of(rx_or_session: Any) -> pd.DataFrame:
     table = rx_or_session.quality() if hasattr(rx_or_session, "quality") else rx_or_session
     if not isinstance(table, pd.DataFrame):
         raise TypeError(f"expected a Receiver, a session or a quality() DataFrame, got {type(rx_or_session).__name__}")
+    if missing := [col for col in COLUMNS if col not in table.columns]:
+        raise ValueError(f"expected quality()'s table, one row per stream track and fork source; this one lacks "
+                         f"{missing[:3]}{' …' if len(missing) > 3 else ''} (a quality(by='call') summary?)")
     return table
 
 

@@ -36,7 +36,7 @@ from telnyx_nb import defaults
 from telnyx_nb.audio import Audio
 from telnyx_nb.wire.media import FRAME_MS
 
-__all__ = ["TalkTime", "talk_time", "script_times", "speech_segments", "Tables", "SUMMARY_COLUMNS",
+__all__ = ["TalkTime", "talk_time", "script_times", "speech_segments", "Tables", "require_tables", "SUMMARY_COLUMNS",
            "SEGMENT_COLUMNS", "UTTERANCE_COLUMNS"]
 
 #: Columns of ``TalkTime.summary``, in order.
@@ -76,6 +76,14 @@ class Tables(Protocol):
 
     def audio(self, call_control_id: str | None = None, track: str | None = None, source: str | None = None
               ) -> Audio: ...
+
+
+def require_tables(rx_or_session: object) -> None:
+    """Raise TypeError unless ``rx_or_session`` is what the analytics read (:class:`Tables`):
+    a ``Receiver`` or a loaded session. Looks at its class only (reading a table costs)."""
+    kind = type(rx_or_session)
+    if not all(hasattr(kind, name) for name in ("frames", "rtp", "transcripts", "events", "commands", "audio")):
+        raise TypeError(f"expected a Receiver or a session (tnb.load), got {kind.__name__}")
 
 
 @dataclass(frozen=True)
@@ -254,16 +262,20 @@ def talk_time(rx_or_session: Tables, call_control_id: str | None = None, *, sour
       is left out; NaN without words). Seconds are float64.
     - ``segments``, one row per talk segment: ``call_control_id``, ``track``, ``segment``
       (int64, from 0 per track), ``start``/``end`` (``datetime64[ns, UTC]``), ``start_s``/
-      ``end_s``/``duration_s`` (float64, call time: seconds since the call's first sample).
+      ``end_s``/``duration_s`` (float64, call time: seconds since the call's first sample, not
+      since the answer as ``sb.script``'s ``start_s``: compare the two by ``start``).
     - ``utterances``, the final transcripts of those calls: ``call_control_id``, ``track``,
       ``received_at``, ``transcript``, ``confidence``, ``words`` (int64, as above), ``start``/``end``
       (the audio time of its words from ``script``, NaT without), ``start_s``/``end_s``/
       ``duration_s`` (call time, NaN where unknown), ``wpm`` (words per minute of that span).
 
     Raises LookupError when ``call_control_id`` has no audio from ``source``, ValueError for a
-    detector parameter that is not finite (or negative, or a percentile outside 0-100) and for a
-    ``script`` without ``sb.script``'s columns.
+    detector parameter that is not finite (or negative, or a percentile outside 0-100), for a
+    ``script`` without ``sb.script``'s columns and for a call whose audio has under one sample
+    per 20 ms frame (a stream that declared a sample rate under 50 Hz), TypeError for anything but a
+    Receiver or a session.
     """
+    require_tables(rx_or_session)
     frame_s = FRAME_MS / 1000
     detector = dict(floor_dbfs=floor_dbfs, snr_db=snr_db, noise_percentile=noise_percentile, hangover_s=hangover_s,
                     min_speech_s=min_speech_s)
@@ -291,6 +303,9 @@ def talk_time(rx_or_session: Tables, call_control_id: str | None = None, *, sour
         assert audio.start is not None
         origins[ccid] = audio.start.value
         frame = round(audio.rate * frame_s)
+        if frame < 1:
+            raise ValueError(f"call {ccid!r}: its audio runs at {audio.rate} Hz, under one sample per "
+                             f"{FRAME_MS} ms frame; pass another call_control_id for the other calls")
         n = len(audio.samples) // frame
         masks, found = {}, {}
         for channel, track in enumerate(_TRACKS):

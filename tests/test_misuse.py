@@ -206,3 +206,23 @@ def test_a_peer_that_vanishes_mid_webhook_is_recorded_not_a_traceback(signer, ca
     row = rx.webhook_errors.iloc[0]
     assert row["reason"] == "error" and "connection ended before the body was complete" in row["detail"]
     assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
+
+
+# -- analytics given the wrong thing ----------------------------------------------------------------
+
+def test_analytics_given_something_else_than_a_receiver_or_session_say_so():
+    """latency(None), talk_time(None) and the plots raised AttributeError; loss_bursts and
+    reconcile of a quality(by="call") summary a bare KeyError."""
+    from pathlib import Path
+
+    session = tnb.load(Path(__file__).resolve().parent.parent / "notebooks" / "data" / "survey-call")
+    for analysis in (tnb.quality.latency, tnb.quality.talk_time, tnb.plots.waveform, tnb.plots.spectrogram,
+                     tnb.plots.transcript_timeline, tnb.plots.quality_timeline, tnb.plots.latency,
+                     tnb.plots.talk_time, tnb.plots.quality_summary):
+        for wrong in (None, session.frames):
+            with pytest.raises(TypeError, match="expected a Receiver or a session"):
+                analysis(wrong)
+    for analysis in (tnb.quality.loss_bursts, tnb.quality.reconcile):
+        with pytest.raises(ValueError, match=r"expected quality\(\)'s table.*a quality\(by='call'\) summary"):
+            analysis(session.quality(by="call"))
+    assert len(tnb.quality.loss_bursts(session.quality())) == 10 * len(session.quality())

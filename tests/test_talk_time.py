@@ -188,5 +188,36 @@ def test_absurd_detector_settings_and_a_wrong_script_are_value_errors():
             tnb.quality.talk_time(session, **bad)
     with pytest.raises(ValueError, match="script must be word timing"):
         tnb.quality.talk_time(session, script=pd.DataFrame({"x": [1]}))
-    with pytest.raises(ValueError, match="bin_s must be a positive finite"):
-        tnb.plots.quality_timeline(session, bin_s=float("inf"))
+    for bin_s in (float("inf"), 0.0, 1e-10):
+        with pytest.raises(ValueError, match=r"bin_s must be a finite number of seconds, at least 0\.001"):
+            tnb.plots.quality_timeline(session, bin_s=bin_s)
+
+
+def test_a_quality_timeline_of_too_many_bins_is_a_value_error():
+    """1 ms bins over a stream of 200 s asked for 200,000 bins (1e-9 s bins: 29.7 GiB)."""
+    from telnyx_nb.session import StoreSession
+    from telnyx_nb.store import Store
+    from telnyx_nb.wire import media
+
+    store, t0 = Store(), 1_767_225_600_000_000_000
+    info = store.start_stream(media.Start("s", 1, "v3:long", media.MediaFormat("PCMU", 8000)), t0, t0, True)
+    for k in (1, 2, 10_001, 10_002, 10_003):
+        store.add_frame(info, "inbound", k + 1, k, k * 20, bytes(160), t0 + k * 20_000_000)
+    session = StoreSession(store)
+    with pytest.raises(ValueError, match="into more than 100,000 bins; use a longer bin_s"):
+        tnb.plots.quality_timeline(session, "v3:long", bin_s=0.001)
+    assert tnb.plots.quality_timeline(session, "v3:long", bin_s=1.0).axes
+
+
+def test_audio_of_under_one_sample_per_frame_is_a_value_error_naming_the_call():
+    """A stream that declared 7 Hz (the wire accepts 1 Hz and up) raised ZeroDivisionError."""
+    from telnyx_nb.session import StoreSession
+    from telnyx_nb.store import Store
+    from telnyx_nb.wire import media
+
+    store, t0 = Store(), 1_767_225_600_000_000_000
+    info = store.start_stream(media.Start("s", 1, "v3:slow", media.MediaFormat("PCMU", 7)), t0, t0, True)
+    for k in range(1, 100):
+        store.add_frame(info, "inbound", k + 1, k, k * 20, b"\x10\x90" * 80, t0 + k * 20_000_000)
+    with pytest.raises(ValueError, match="call 'v3:slow': its audio runs at 7 Hz, under one sample per 20 ms frame"):
+        tnb.quality.talk_time(StoreSession(store))
