@@ -99,10 +99,11 @@ them clipped); so a mislabelled track of those is caught (speech within 0.26–0
 of a short exact period are undecided (step 3), and tones of 697 Hz and up near full scale take
 their steps across zero between the top segments, which the step view cannot judge: undecided,
 False. Known false alarms: tones of 760–1,200 Hz with a 3rd or 5th harmonic of a third of their
-level or more (a band-limited square wave) within 1 dB of full scale, 34 of 5,952 such tones
-(at peaks of 30,000 and up; none at 24,000 or below), and speech under such a tone at 25,000: the
-correct decoding of a wave that loud and bright turns about as often as random samples, and the
-other law's, two segments down, steps less. L16 and codecs
+level or more (a band-limited square wave) within 2 dB of full scale: at a peak of 27,000, 3 of
+46 such tones, 6–10 of 46 with a noise floor of 0.5–2 % (which breaks the exact period of step
+3); at full scale 12 of 46, about half with the noise floor; none at 24,000 or below. Speech
+under such a tone at 25,000 too. The correct decoding of a wave that loud and bright turns about
+as often as random samples, and the other law's, two segments down, steps less. L16 and codecs
 other than G.711 are never flagged; without payloads (``quality(frames, rtp)`` alone) the
 column is all False. A session remembers each track's scan (keyed by the session and the track's
 stream id or SSRC and first arrival), so a live session polled every second scans each block once
