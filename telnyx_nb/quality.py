@@ -315,7 +315,9 @@ def _short_period(blocks: np.ndarray) -> np.ndarray:
     ``MISMATCH_MIN_PERIOD`` samples (a tone at a frequency that divides the sampling rate into
     few samples: 1 kHz is 8)."""
     periodic = np.zeros(len(blocks), dtype=bool)
-    for period in range(1, min(MISMATCH_MIN_PERIOD, blocks.shape[1]) if len(blocks) else 1):
+    if not len(blocks):
+        return periodic
+    for period in range(1, min(MISMATCH_MIN_PERIOD, blocks.shape[1])):
         periodic |= (blocks[:, period:] == blocks[:, :-period]).all(axis=1)
     return periodic
 
@@ -479,7 +481,6 @@ class TrackPackets:
     ``timed``, the packets jitter follows (a fork's audio, not its telephone events or comfort noise)."""
 
     key: tuple[Any, Any]
-    table: pd.DataFrame
     rows: np.ndarray
     ok: np.ndarray
     ext: np.ndarray
@@ -487,6 +488,11 @@ class TrackPackets:
     media_s: np.ndarray
     timed: np.ndarray
     columns: _Columns
+
+    @property
+    def table(self) -> pd.DataFrame:
+        """The ``frames`` or ``rtp`` table the track's ``rows`` index."""
+        return self.columns.table
 
     def first(self, column: str) -> Any:
         """The value of a label ``column`` in the track's first row (None when missing)."""
@@ -521,23 +527,16 @@ class _Columns:
         return self._codes[column]
 
 
-def _codes(values: pd.Series) -> tuple[np.ndarray, Any]:
-    """(integer code per value, -1 for null; the values coded): a category column's own codes."""
-    if isinstance(values.dtype, pd.CategoricalDtype):
-        return values.cat.codes.to_numpy(), values.cat.categories
-    return pd.factorize(values)
-
-
 #: Up to this many groups, _groups finds each one's rows by comparison (a pass over the codes
 #: per group) rather than by sorting the codes (a stable sort costs several passes).
 _SCAN_GROUPS = 4
 
 
-def _groups(table: pd.DataFrame, by: tuple[str, str]) -> list[tuple[tuple[Any, Any], np.ndarray]]:
-    """(key, positions) of each group of ``table``'s rows with both ``by`` values non-null, in
+def _groups(columns: _Columns, by: tuple[str, str]) -> list[tuple[tuple[Any, Any], np.ndarray]]:
+    """(key, positions) of each group of the table's rows with both ``by`` values non-null, in
     order of first appearance, positions in table order: ``groupby(by, sort=False, observed=True)``
     without copying a column."""
-    (a, keys_a), (b, keys_b) = (_codes(table[col]) for col in by)
+    (a, keys_a), (b, keys_b) = (columns.codes(col) for col in by)
     width = max(len(keys_b), 1)
     code = np.where((a < 0) | (b < 0), -1, a.astype(np.int64) * width + b)
     seen = np.zeros(len(keys_a) * width + 1, dtype=bool)
@@ -556,29 +555,30 @@ def _groups(table: pd.DataFrame, by: tuple[str, str]) -> list[tuple[tuple[Any, A
 
 def stream_tracks(frames: pd.DataFrame) -> Iterator[TrackPackets]:
     """:class:`TrackPackets` of each stream track of ``frames`` (a ``frames`` table)."""
-    chunk, arrival, columns = frames["chunk"].to_numpy(np.int64), _ns(frames["received_at"]), _Columns(frames)
-    for key, at in _groups(frames, ("stream_id", "track")):
+    columns = _Columns(frames)
+    chunk, arrival = columns.get("chunk", np.int64), _ns(frames["received_at"])
+    for key, at in _groups(columns, ("stream_id", "track")):
         ext = extend_sequence(chunk[at], modulus=None)
         ok = ext >= 0
-        yield TrackPackets(key, frames, at, ok, ext[ok], arrival[at][ok], ext[ok] * _frame_seconds(columns, at),
+        yield TrackPackets(key, at, ok, ext[ok], arrival[at][ok], ext[ok] * _frame_seconds(columns, at),
                            np.ones(int(ok.sum()), dtype=bool), columns)
 
 
 def fork_sources(rtp: pd.DataFrame) -> Iterator[TrackPackets]:
     """:class:`TrackPackets` of each forked RTP source of ``rtp`` (an ``rtp`` table)."""
-    seq, ts, arrival = rtp["seq"].to_numpy(), rtp["rtp_timestamp"].to_numpy(np.int64), _ns(rtp["received_at"])
     columns = _Columns(rtp)
+    seq, ts, arrival = columns.get("seq"), columns.get("rtp_timestamp", np.int64), _ns(rtp["received_at"])
     codes, names = columns.codes("encoding")
     non_audio = np.array([bool(is_non_audio(name)) for name in names] + [False])
     audio_rows = ~non_audio[codes]                          # code -1 (unknown encoding) -> the last: audio
     rates = _clock_rates(rtp)
-    for key, at in _groups(rtp, ("target", "ssrc")):
+    for key, at in _groups(columns, ("target", "ssrc")):
         ext = extend_sequence(seq[at])
         ok = ext >= 0
         media_ts = np.concatenate(([0], np.cumsum((np.diff(ts[at]) + (1 << 31)) % (1 << 32) - (1 << 31))))
         audio = audio_rows[at]
         media_s = media_ts / _most_common(rates[at[audio]])
-        yield TrackPackets(key, rtp, at, ok, ext[ok], arrival[at][ok], media_s[ok], audio[ok], columns)
+        yield TrackPackets(key, at, ok, ext[ok], arrival[at][ok], media_s[ok], audio[ok], columns)
 
 
 def _clock_rates(rtp: pd.DataFrame) -> np.ndarray:
